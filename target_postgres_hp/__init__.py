@@ -1,0 +1,1 @@
+"""target-postgres-hp: a Singer target for PostgreSQL with raw and typed, deduplicated tables."""

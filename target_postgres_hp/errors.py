@@ -1,0 +1,65 @@
+"""Every refusal the target can give a user, as one sentence naming what to change.
+
+Callers catch these by meaning (configuration, connection, tunnel, permission). The CLI prints
+`str(error)` on one line and exits 1, without a traceback: every message here is written for
+the person running the pipeline, and none of them may contain a secret.
+"""
+
+from __future__ import annotations
+
+from singer_sdk.exceptions import ConfigValidationError
+
+
+class TargetError(Exception):
+    """Base class of the errors a user sees as one sentence."""
+
+
+class ConfigError(TargetError, ConfigValidationError):
+    """One or more settings are wrong; each problem is one sentence in `problems`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+        # ConfigValidationError's own attributes, for callers that know only the SDK.
+        self.errors = problems
+        self.schema: dict[str, object] = {}
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+class ConnectError(TargetError):
+    """The database could not be reached or refused the login."""
+
+
+class TunnelError(TargetError):
+    """The SSH tunnel could not be opened."""
+
+
+class TunnelAuthError(TunnelError):
+    """The bastion refused the SSH user's key or password."""
+
+
+class TunnelUnreachable(TunnelError):
+    """The bastion's address did not answer."""
+
+
+class TunnelKeyError(TunnelError):
+    """The configured SSH private key could not be read."""
+
+
+class TunnelHostKeyMismatch(TunnelError):
+    """The bastion presented a host key other than the configured one."""
+
+
+class PermissionMissing(TargetError):
+    """The login role lacks a privilege the load needs."""
+
+
+class EmbeddedServerError(TargetError):
+    """The embedded PostgreSQL could not be started."""
+
+
+def setting_problem(setting: str, problem: str, fix: str) -> str:
+    """Compose the one sentence reported for a wrong setting."""
+    return f"Setting `{setting}` {problem}: {fix}."

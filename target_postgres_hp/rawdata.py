@@ -1,0 +1,145 @@
+"""One Singer RECORD as one raw-table row: id, extraction time, JSON data, meta, generation.
+
+The data is the record as received, with the two things JSONB cannot hold made storable and
+recorded in `_airbyte_meta`: NUL characters (removed, at any depth, keys included) and
+NaN/Infinity (kept as the strings "NaN", "Infinity", "-Infinity").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+TRUNCATED = {"change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"}
+
+_COUNTER_BITS = 74
+_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
+
+
+class TimeOrderedIds:
+    """UUIDv7 strings (RFC 9562): a millisecond timestamp, then a counter seeded at random.
+
+    Ids made later sort later, so the raw table's primary-key index is appended to at its
+    right edge instead of being written all over, as random UUIDs would make it.
+    """
+
+    def __init__(self) -> None:
+        self._counter = int.from_bytes(os.urandom(10), "big") & _COUNTER_MASK
+
+    def next(self) -> str:
+        """The next id."""
+        self._counter = (self._counter + 1) & _COUNTER_MASK
+        counter = self._counter
+        value = (
+            (time.time_ns() // 1_000_000) << 80
+            | 0x7 << 76
+            | (counter >> 62) << 64
+            | 0b10 << 62
+            | (counter & ((1 << 62) - 1))
+        )
+        text = f"{value:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _non_finite_text(value: float | Decimal) -> str | None:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+    elif isinstance(value, Decimal) and not value.is_finite():
+        if value.is_nan():
+            return "NaN"
+        return "Infinity" if value > 0 else "-Infinity"
+    return None
+
+
+def make_storable(value: Any) -> tuple[Any, bool]:
+    """`value` with NUL characters removed and NaN/Infinity turned into strings, and whether
+    anything had to change. Unchanged containers are returned as they are."""
+    if isinstance(value, str):
+        return (value.replace("\x00", ""), True) if "\x00" in value else (value, False)
+    if isinstance(value, dict):
+        changed = False
+        cleaned: dict[str, Any] = {}
+        for key, item in value.items():
+            new_key, key_changed = make_storable(key)
+            new_item, item_changed = make_storable(item)
+            changed = changed or key_changed or item_changed
+            cleaned[new_key] = new_item
+        return (cleaned, True) if changed else (value, False)
+    if isinstance(value, list):
+        items = [make_storable(item) for item in value]
+        if any(item_changed for _, item_changed in items):
+            return [item for item, _ in items], True
+        return value, False
+    if isinstance(value, (float, Decimal)):
+        text = _non_finite_text(value)
+        return (text, True) if text is not None else (value, False)
+    return value, False
+
+
+def parse_time_extracted(value: object) -> datetime | None:
+    """A Singer `time_extracted` as an aware datetime (naive means UTC); None if unusable."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+class RawRowBuilder:
+    """Turns one stream's records into raw-table rows, in the order of `sql.RAW_COPY_COLUMNS`."""
+
+    def __init__(self, sync_id: int) -> None:
+        self.sync_id = sync_id
+        self._ids = TimeOrderedIds()
+        self._last_extracted_at: datetime | None = None
+
+    def extracted_at(self, time_extracted: object) -> datetime:
+        """The record's extraction time, else now; never earlier than the stream's last one."""
+        moment = parse_time_extracted(time_extracted) or datetime.now(timezone.utc)
+        if self._last_extracted_at is not None and moment < self._last_extracted_at:
+            moment = self._last_extracted_at
+        self._last_extracted_at = moment
+        return moment
+
+    def row(
+        self, record: dict[str, Any], *, time_extracted: object, generation_id: int
+    ) -> tuple[str, datetime, str, str, int]:
+        """The raw row of one record."""
+        changes = []
+        data: dict[str, Any] = record
+        if _needs_cleaning(record):
+            data = {}
+            for key, value in record.items():
+                new_key, key_changed = make_storable(key)
+                new_value, value_changed = make_storable(value)
+                if key_changed or value_changed:
+                    changes.append({"field": key.replace("\x00", ""), **TRUNCATED})
+                data[new_key] = new_value
+        meta = {"changes": changes, "sync_id": self.sync_id}
+        return (
+            self._ids.next(),
+            self.extracted_at(time_extracted),
+            _ENCODER.encode(data).decode("utf-8"),
+            _ENCODER.encode(meta).decode("utf-8"),
+            generation_id,
+        )
+
+
+def _needs_cleaning(record: dict[str, Any]) -> bool:
+    return make_storable(record)[1]
