@@ -434,7 +434,8 @@ def _describe_schema_error(error: jsonschema.ValidationError) -> str:
     kind = error.validator
     if kind == "type":
         expected = error.validator_value
-        wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        names = expected if isinstance(expected, list) else [expected]
+        wanted = " or ".join(str(name) for name in names if name != "null")
         article = "an" if wanted[0] in "aeiou" else "a"
         return setting_problem(path, f"has the wrong type{shown}", f"give {article} {wanted}")
     if kind == "enum":

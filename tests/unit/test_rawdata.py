@@ -1,0 +1,77 @@
+"""Raw rows: ids, extraction time, NUL and NaN handling (SPEC §4.1, §9)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from target_postgres_hp.rawdata import RawRowBuilder, TimeOrderedIds, make_storable
+
+
+def test_ids_are_uuid7_and_increase() -> None:
+    ids = TimeOrderedIds()
+    made = [ids.next() for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert made == sorted(made)
+    parsed = uuid.UUID(made[0])
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+
+
+def test_make_storable_removes_nul_everywhere() -> None:
+    value = {"a\x00b": ["x\x00", {"k": "v\x00"}], "ok": 1}
+    cleaned, changed = make_storable(value)
+    assert changed
+    assert cleaned == {"ab": ["x", {"k": "v"}], "ok": 1}
+
+
+def test_make_storable_keeps_clean_values_as_they_are() -> None:
+    value = {"a": [1, "b", {"c": Decimal("1.5")}]}
+    cleaned, changed = make_storable(value)
+    assert not changed
+    assert cleaned is value
+
+
+def test_make_storable_non_finite_numbers() -> None:
+    cleaned, changed = make_storable([float("nan"), float("inf"), float("-inf"), Decimal("NaN")])
+    assert changed
+    assert cleaned == ["NaN", "Infinity", "-Infinity", "NaN"]
+
+
+def test_row_keeps_numbers_exact_and_records_changes() -> None:
+    builder = RawRowBuilder(sync_id=1700000000000)
+    record = {"id": 2**70, "amount": Decimal("12345678901234567890.123"), "name": "a\x00b",
+              "score": float("nan"), "text": "😀 ü"}
+    raw_id, extracted_at, data, meta, generation = builder.row(
+        record, time_extracted="2024-01-02T03:04:05+02:00", generation_id=7
+    )
+    uuid.UUID(raw_id)
+    assert extracted_at == datetime(2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc)
+    assert data == ('{"id":1180591620717411303424,"amount":12345678901234567890.123,'
+                    '"name":"ab","score":"NaN","text":"😀 ü"}')
+    assert json.loads(meta) == {
+        "changes": [
+            {"field": "name", "change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"},
+            {"field": "score", "change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"},
+        ],
+        "sync_id": 1700000000000,
+    }
+    assert generation == 7
+
+
+def test_extracted_at_never_goes_backwards() -> None:
+    builder = RawRowBuilder(sync_id=1)
+    first = builder.extracted_at("2024-01-02T00:00:00Z")
+    earlier = builder.extracted_at("2023-01-01T00:00:00Z")
+    assert earlier == first
+    later = builder.extracted_at("2024-01-03T00:00:00")
+    assert later == datetime(2024, 1, 3, tzinfo=timezone.utc)
+
+
+def test_extracted_at_defaults_to_now() -> None:
+    before = datetime.now(timezone.utc)
+    moment = RawRowBuilder(sync_id=1).extracted_at(None)
+    assert before <= moment <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert RawRowBuilder(sync_id=1).extracted_at("not a time") >= before
