@@ -31,6 +31,8 @@ from target_postgres_hp.errors import (
 from target_postgres_hp.keyfiles import KeyFiles, KeyMaterialError
 
 logger = logging.getLogger("target-postgres-hp.tunnel")
+# paramiko logs refusals at ERROR on its own; each one is reported here as one sentence instead.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 CONNECT_TIMEOUT_SECONDS = 15.0
 KEEPALIVE_SECONDS = 30.0
@@ -210,7 +212,7 @@ class Tunnel:
         try:
             forwarder.start()
         except sshtunnel.BaseSSHTunnelForwarderError:
-            forwarder.stop(force=True)
+            _discard(forwarder)
             raise TunnelError(
                 f"The SSH tunnel through {self._gateway} to {self._remote.host}:"
                 f"{self._remote.port} could not be opened: check that the bastion may forward "
@@ -244,3 +246,14 @@ class Tunnel:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _discard(forwarder: sshtunnel.SSHTunnelForwarder) -> None:
+    """Release a forwarder whose start failed. sshtunnel's own stop() waits forever when the
+    gateway session never came up, so the listening sockets are closed directly then."""
+    if forwarder.is_active:
+        forwarder.stop(force=True)
+        return
+    for server in forwarder._server_list:
+        server.server_close()
+    forwarder._server_list = []

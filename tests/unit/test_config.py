@@ -198,8 +198,13 @@ def test_host_without_username() -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("append", "append"), ("append-only", "append"), ("upsert", "append-dedup"),
-     ("append-dedup", "append-dedup"), ("overwrite", "overwrite")],
+    [
+        ("append", "append"),
+        ("append-only", "append"),
+        ("upsert", "append-dedup"),
+        ("append-dedup", "append-dedup"),
+        ("overwrite", "overwrite"),
+    ],
 )
 def test_load_method_names(given: str, expected: str) -> None:
     s = settings(load_method=given)
@@ -224,8 +229,7 @@ def test_key_tunnel_needs_host_user_and_key() -> None:
     assert messages == [
         "Setting `tunnel_method.tunnel_host` is missing for SSH_KEY_AUTH: give the bastion's "
         "host name.",
-        "Setting `tunnel_method.tunnel_user` is missing for SSH_KEY_AUTH: give the SSH user "
-        "name.",
+        "Setting `tunnel_method.tunnel_user` is missing for SSH_KEY_AUTH: give the SSH user name.",
         "Setting `tunnel_method.ssh_key` is missing for SSH_KEY_AUTH: give the private key.",
     ]
 
@@ -292,9 +296,7 @@ def test_sqlalchemy_url_alias() -> None:
 
 
 def test_sqlalchemy_url_contradiction_and_secret_kept_out() -> None:
-    messages = problems(
-        {**BASE, "sqlalchemy_url": "postgresql://bob:hunter2@other.example.com/db"}
-    )
+    messages = problems({**BASE, "sqlalchemy_url": "postgresql://bob:hunter2@other.example.com/db"})
     assert "Setting `host` contradicts sqlalchemy_url: set host in one place only." in messages
     assert all("hunter2" not in message for message in messages)
 
@@ -339,12 +341,33 @@ def test_schema_marks_every_secret() -> None:
 
 def test_schema_documents_every_spec_setting() -> None:
     documented = {
-        "host", "port", "username", "password", "database", "schema", "raw_data_schema",
-        "jdbc_url_params", "ssl", "ssl_mode", "tunnel_method", "drop_cascade", "load_method",
-        "stream_load_methods", "disable_type_dedupe", "cdc_deletion_mode",
-        "ignore_stream_namespace", "batch_size_rows", "embedded_data_directory",
-        "user", "default_target_schema", "ssl_enable", "ssl_certificate_authority",
-        "ssl_client_certificate", "ssl_client_private_key", "ssh_tunnel", "sqlalchemy_url",
+        "host",
+        "port",
+        "username",
+        "password",
+        "database",
+        "schema",
+        "raw_data_schema",
+        "jdbc_url_params",
+        "ssl",
+        "ssl_mode",
+        "tunnel_method",
+        "drop_cascade",
+        "load_method",
+        "stream_load_methods",
+        "disable_type_dedupe",
+        "cdc_deletion_mode",
+        "ignore_stream_namespace",
+        "batch_size_rows",
+        "embedded_data_directory",
+        "user",
+        "default_target_schema",
+        "ssl_enable",
+        "ssl_certificate_authority",
+        "ssl_client_certificate",
+        "ssl_client_private_key",
+        "ssh_tunnel",
+        "sqlalchemy_url",
     }
     assert documented <= set(CONFIG_SCHEMA["properties"])
     defaults = {name: CONFIG_SCHEMA["properties"][name].get("default") for name in documented}

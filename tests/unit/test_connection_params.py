@@ -118,11 +118,15 @@ def test_url_params_reach_libpq(keyfiles: KeyFiles) -> None:
     assert p["application_name"] == "x"
 
 
-def test_settings_win_over_url_ssl_files(keyfiles: KeyFiles, caplog: pytest.LogCaptureFixture) -> None:
+def test_settings_win_over_url_ssl_files(
+    keyfiles: KeyFiles, caplog: pytest.LogCaptureFixture
+) -> None:
     p = params(
         keyfiles,
         jdbc_url_params="sslrootcert=/from/url.pem",
         ssl_mode={"mode": "verify-ca", "ca_certificate": PEM_CA},
     )
     assert p["sslrootcert"] != "/from/url.pem"
-    assert "jdbc_url_params sets sslrootcert, which ssl_mode.ca_certificate overwrites" in caplog.text
+    assert (
+        "jdbc_url_params sets sslrootcert, which ssl_mode.ca_certificate overwrites" in caplog.text
+    )

@@ -42,15 +42,22 @@ def test_make_storable_non_finite_numbers() -> None:
 
 def test_row_keeps_numbers_exact_and_records_changes() -> None:
     builder = RawRowBuilder(sync_id=1700000000000)
-    record = {"id": 2**70, "amount": Decimal("12345678901234567890.123"), "name": "a\x00b",
-              "score": float("nan"), "text": "😀 ü"}
+    record = {
+        "id": 2**70,
+        "amount": Decimal("12345678901234567890.123"),
+        "name": "a\x00b",
+        "score": float("nan"),
+        "text": "😀 ü",
+    }
     raw_id, extracted_at, data, meta, generation = builder.row(
         record, time_extracted="2024-01-02T03:04:05+02:00", generation_id=7
     )
     uuid.UUID(raw_id)
     assert extracted_at == datetime(2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc)
-    assert data == ('{"id":1180591620717411303424,"amount":12345678901234567890.123,'
-                    '"name":"ab","score":"NaN","text":"😀 ü"}')
+    assert data == (
+        '{"id":1180591620717411303424,"amount":12345678901234567890.123,'
+        '"name":"ab","score":"NaN","text":"😀 ü"}'
+    )
     assert json.loads(meta) == {
         "changes": [
             {"field": "name", "change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"},

@@ -46,8 +46,12 @@ def test_equals_sign_allowed_in_values() -> None:
 
 @pytest.mark.parametrize(
     ("jdbc", "libpq"),
-    [("master", "primary"), ("secondary", "standby"), ("preferSecondary", "prefer-standby"),
-     ("any", "any")],
+    [
+        ("master", "primary"),
+        ("secondary", "standby"),
+        ("preferSecondary", "prefer-standby"),
+        ("any", "any"),
+    ],
 )
 def test_target_server_type(jdbc: str, libpq: str) -> None:
     assert urlparams.parse(f"targetServerType={jdbc}").libpq["target_session_attrs"] == libpq
@@ -84,15 +88,26 @@ def test_reserved_keys_warn_without_values(caplog: pytest.LogCaptureFixture) -> 
     ("text", "message"),
     [
         ("fooBar=1", "Setting `jdbc_url_params` has the unknown key 'fooBar': remove it"),
-        ("connect_timeout=5", "Setting `jdbc_url_params` has the unknown key 'connect_timeout': "
-         "write it as connectTimeout."),
-        ("connectTimeout", "Setting `jdbc_url_params` has the malformed pair 'connectTimeout': "
-         "write each pair as key=value."),
+        (
+            "connect_timeout=5",
+            "Setting `jdbc_url_params` has the unknown key 'connect_timeout': "
+            "write it as connectTimeout.",
+        ),
+        (
+            "connectTimeout",
+            "Setting `jdbc_url_params` has the malformed pair 'connectTimeout': "
+            "write each pair as key=value.",
+        ),
         ("=5", "Setting `jdbc_url_params` has the malformed pair '=5'"),
-        ("connectTimeout=-1", "Setting `jdbc_url_params` has connectTimeout='-1': give a whole "
-         "number of seconds (0 waits as long as possible)."),
-        ("tcpKeepAlive=maybe", "Setting `jdbc_url_params` has tcpKeepAlive='maybe': use true or "
-         "false."),
+        (
+            "connectTimeout=-1",
+            "Setting `jdbc_url_params` has connectTimeout='-1': give a whole "
+            "number of seconds (0 waits as long as possible).",
+        ),
+        (
+            "tcpKeepAlive=maybe",
+            "Setting `jdbc_url_params` has tcpKeepAlive='maybe': use true or false.",
+        ),
         ("targetServerType=leader", "Setting `jdbc_url_params` has targetServerType='leader'"),
     ],
 )

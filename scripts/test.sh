@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the project with its test tools into .venv, then lint, type-check and run every test
+# against real PostgreSQL servers the suite starts itself (see tests/servers.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test,embedded]'
+
+.venv/bin/ruff check target_postgres_hp tests
+.venv/bin/ruff format --check target_postgres_hp tests
+.venv/bin/mypy --strict target_postgres_hp
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,143 @@
+"""SPEC §1 and §2 through the real command: --about, refusals as one sentence, and secrets
+that never reach output or disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from servers import PgDatabase
+
+from .targetrun import EXECUTABLE, raw_data, run_target, users_stream
+
+pytestmark = pytest.mark.integration
+
+
+def about(fmt: str) -> str:
+    done = subprocess.run(
+        [str(EXECUTABLE), "--about", "--format", fmt], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def test_about_json_lists_every_setting() -> None:
+    info = json.loads(about("json"))
+    assert info["name"] == "target-postgres-hp"
+    properties = info["settings"]["properties"]
+    for name in (
+        "host",
+        "port",
+        "username",
+        "password",
+        "database",
+        "schema",
+        "raw_data_schema",
+        "jdbc_url_params",
+        "ssl",
+        "ssl_mode",
+        "tunnel_method",
+        "drop_cascade",
+        "load_method",
+        "stream_load_methods",
+        "disable_type_dedupe",
+        "cdc_deletion_mode",
+        "ignore_stream_namespace",
+        "batch_size_rows",
+    ):
+        assert name in properties, name
+        assert properties[name].get("description"), name
+    assert properties["password"]["writeOnly"] is True
+    assert {"about", "stream-maps", "activate-version", "target-schema"} <= set(
+        info["capabilities"]
+    )
+    assert "validate_records" not in properties
+    assert "add_record_metadata" not in properties
+
+
+def test_about_markdown_has_a_settings_table() -> None:
+    text = about("markdown")
+    assert "| Setting | Required | Default | Description |" in text
+    assert "| ssl_mode.mode |" in text
+    assert "| tunnel_method.ssh_key |" in text
+
+
+def test_version() -> None:
+    done = subprocess.run(
+        [str(EXECUTABLE), "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("target-postgres-hp v0.1.0")
+
+
+def test_config_mistakes_are_one_line_each_without_traceback(tmp_path: Path) -> None:
+    config = {
+        "host": "db.example.com",
+        "username": "loader",
+        "password": "hunter2-secret",
+        "port": "5432x",
+        "ssl_mode": {"mode": "verify-full"},
+    }
+    run = run_target(config, users_stream(1), tmp_path)
+    assert run.returncode == 1
+    assert run.error_lines() == [
+        "Setting `port` has the wrong type (got '5432x'): give an integer."
+    ]
+    assert "Traceback" not in run.stderr
+    assert "hunter2-secret" not in run.output
+    config["port"] = 5432
+    run = run_target(config, users_stream(1), tmp_path)
+    assert run.error_lines() == [
+        "Setting `ssl_mode.ca_certificate` is missing but ssl_mode.mode is verify-full: give "
+        "the CA certificate as PEM text or a file path."
+    ]
+
+
+def test_unencrypted_remote_connection_is_refused(tmp_path: Path) -> None:
+    config = {"host": "db.example.com", "username": "u", "ssl": False}
+    run = run_target(config, users_stream(1), tmp_path)
+    assert run.returncode == 1
+    assert run.error_lines() == [
+        "Setting `ssl_mode.mode` is disable, which may send data unencrypted to db.example.com: "
+        "use require, verify-ca or verify-full, or reach the server through tunnel_method (SSH)."
+    ]
+
+
+def test_config_from_environment(pg_db: PgDatabase, tmp_path: Path) -> None:
+    env = {
+        "TARGET_POSTGRES_HP_HOST": pg_db.server.host,
+        "TARGET_POSTGRES_HP_PORT": str(pg_db.server.port),
+        "TARGET_POSTGRES_HP_USERNAME": pg_db.role.name,
+        "TARGET_POSTGRES_HP_PASSWORD": pg_db.role.password,
+        "TARGET_POSTGRES_HP_DATABASE": pg_db.dbname,
+        "TARGET_POSTGRES_HP_SCHEMA": "env_data",
+        "TARGET_POSTGRES_HP_SSL": "false",
+    }
+    done = subprocess.run(
+        [str(EXECUTABLE), "--config", "ENV"],
+        input=users_stream(2),
+        capture_output=True,
+        text=True,
+        env={**env, "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [row["id"] for row in raw_data(pg_db.admin(), "env_data_raw__stream_users")] == [1, 2]
+
+
+def test_secrets_never_reach_output_or_disk(pg_db: PgDatabase, tmp_path: Path) -> None:
+    run = run_target(
+        pg_db.config(
+            schema="tap_data", ssl_mode={"mode": "prefer", "client_key_password": "kp-7731"}
+        ),
+        users_stream(2),
+        tmp_path,
+        env={"TARGET_POSTGRES_HP_LOGLEVEL": "DEBUG"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert pg_db.role.password not in run.output
+    assert "kp-7731" not in run.output
+    assert list(run.tmpdir.iterdir()) == []
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    for path in leftovers:
+        assert pg_db.role.password not in path.read_text(errors="ignore"), path
