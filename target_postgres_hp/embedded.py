@@ -35,6 +35,9 @@ class EmbeddedServer:
 
 def start(data_directory: Path) -> EmbeddedServer:
     """Start (or find running) the embedded server whose data lives in `data_directory`."""
+    # pgserver narrates initdb and pg_ctl at INFO; the target logs the one line that matters.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         import pgserver  # optional extra, imported only when used
     except ImportError:
@@ -44,9 +47,6 @@ def start(data_directory: Path) -> EmbeddedServer:
             "pip install 'target-postgres-hp[embedded]'."
         ) from None
     path = data_directory.resolve()
-    # pgserver narrates initdb and pg_ctl at INFO; the target logs the one line that matters.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None keeps the server up after this run so its tables can be queried.

@@ -18,6 +18,8 @@ from types import TracebackType
 
 import paramiko
 import sshtunnel
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from target_postgres_hp.config import TunnelSettings
 from target_postgres_hp.errors import (
@@ -44,8 +46,36 @@ _KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (
 )
 
 
+def _from_pkcs8(text: str, passphrase: str | None) -> str:
+    """PKCS#8 text (`BEGIN PRIVATE KEY`, which paramiko cannot read) re-encoded in OpenSSH
+    format, unencrypted and only in memory; other text is returned unchanged."""
+    if "BEGIN PRIVATE KEY" not in text and "BEGIN ENCRYPTED PRIVATE KEY" not in text:
+        return text
+    try:
+        key = serialization.load_pem_private_key(
+            text.encode(), password=passphrase.encode() if passphrase else None
+        )
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ).decode()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return text
+
+
 def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
-    """Parse an RSA, Ed25519 or ECDSA private key from PEM or OpenSSH text."""
+    """Parse an RSA, Ed25519 or ECDSA private key from PEM (traditional or PKCS#8) or OpenSSH
+    text."""
+    if "ENCRYPTED PRIVATE KEY" in text and not passphrase:
+        raise TunnelKeyError(
+            setting_problem(
+                "tunnel_method.ssh_key",
+                "is encrypted with a passphrase",
+                "set tunnel_method.ssh_key_password",
+            )
+        )
+    text = _from_pkcs8(text, passphrase)
     encrypted = False
     for key_class in _KEY_CLASSES:
         try:

@@ -48,6 +48,9 @@ ADMIN_USER = "hp_admin"
 PG_START_TIMEOUT_S = 60
 SSH_KEY_KINDS: tuple[SSHKeyKind, ...] = ("rsa", "ed25519", "ecdsa")
 LOOPBACK_DESTINATIONS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Names the gateway resolves itself, as a bastion's own DNS would: the database "host" seen from
+#: the target is then not a loopback address, while every connection still stays on loopback.
+GATEWAY_HOSTS = {"db.internal": "127.0.0.1"}
 _MAX_UNIX_SOCKET_DIR = 80  # sun_path is 108 bytes and libpq appends "/.s.PGSQL.<port>"
 
 
@@ -850,7 +853,10 @@ class _GatewayProtocol(asyncssh.SSHServer):
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-    ) -> bool:
+    ) -> Any:
+        if dest_host.lower() in GATEWAY_HOSTS and self._conn is not None:
+            self._gateway._count("forwarded_connections", (dest_host, dest_port))
+            return self._conn.forward_connection(GATEWAY_HOSTS[dest_host.lower()], dest_port)
         if dest_host.lower() not in LOOPBACK_DESTINATIONS:
             self._gateway._count("refused_forwards")
             raise asyncssh.ChannelOpenError(

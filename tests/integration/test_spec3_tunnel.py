@@ -223,3 +223,100 @@ def test_bastion_refusing_the_database_address(
         f"The SSH bastion 127.0.0.1:{ssh_server.port} could not open a connection to the "
         f"database at 10.255.255.1:{pg_db.server.port}"
     )
+
+
+def test_pkcs8_key(pg_db: Any, ssh_server: SSHGateway, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    before = ssh_server.server.forwarded_connections
+    key = serialization.load_ssh_private_key(
+        ssh_server.keys["ecdsa"].private_openssh.encode(), None
+    )
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pk8-phrase"),
+    ).decode()
+    config = tunnel_config(
+        pg_db,
+        ssh_server,
+        tunnel_method="SSH_KEY_AUTH",
+        ssh_key=pkcs8,
+        ssh_key_password="pk8-phrase",
+    )
+    run = run_target(config, users_stream(2), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert_loaded_through(ssh_server, pg_db, before)
+
+
+def test_sigterm_drains_and_closes_the_tunnel(
+    pg_db: Any, ssh_server: SSHGateway, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .targetrun import EXECUTABLE
+
+    config = tunnel_config(
+        pg_db,
+        ssh_server,
+        tunnel_method="SSH_PASSWORD_AUTH",
+        tunnel_user_password=ssh_server.password,
+    )
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    stderr_path = tmp_path / "stderr"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(EXECUTABLE), "--config", str(config_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "TMPDIR": str(tmpdir)},
+        )
+        assert process.stdin is not None
+        process.stdin.write(users_stream(2))
+        process.stdin.flush()  # input stays open: the run is mid-stream
+        deadline = time.monotonic() + 60
+        while "SSH tunnel open" not in stderr_path.read_text():
+            assert time.monotonic() < deadline, stderr_path.read_text()
+            time.sleep(0.1)
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=60)
+    log = stderr_path.read_text()
+    assert process.returncode == 0, log
+    assert "SSH tunnel closed" in log
+    assert stdout.strip().splitlines()[-1] == '{"users": 2}'
+    assert [row["id"] for row in raw_data(pg_db.admin(), RAW_TABLE)] == [1, 2]
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_unencrypted_mode_is_allowed_only_through_the_tunnel(
+    pg_db: Any, ssh_server: SSHGateway, tmp_path: Path
+) -> None:
+    # db.internal is what the bastion calls the database; from here it is not a loopback host.
+    direct = pg_db.config(schema="tap_data", host="db.internal", ssl_mode={"mode": "disable"})
+    refused = run_target(direct, users_stream(1), tmp_path / "direct")
+    assert refused.returncode == 1
+    assert refused.error_lines() == [
+        "Setting `ssl_mode.mode` is disable, which may send data unencrypted to db.internal: "
+        "use require, verify-ca or verify-full, or reach the server through tunnel_method (SSH)."
+    ]
+    before = ssh_server.server.forwarded_connections
+    tunnelled = tunnel_config(
+        pg_db,
+        ssh_server,
+        tunnel_method="SSH_PASSWORD_AUTH",
+        tunnel_user_password=ssh_server.password,
+    )
+    tunnelled.update(host="db.internal", ssl_mode={"mode": "disable"})
+    run = run_target(tunnelled, users_stream(2), tmp_path / "tunnel")
+    assert run.returncode == 0, run.stderr
+    assert_loaded_through(ssh_server, pg_db, before)
