@@ -289,3 +289,18 @@ def test_load_over_verify_full(
         assert json.loads(run.stdout.splitlines()[-1]) == {"users": 2}
     finally:
         database.drop()
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+def test_unencrypted_modes_on_a_server_without_ssl(pg15_plain: PostgresServer, mode: str) -> None:
+    assert session_value(tls_config(pg15_plain, mode), SSL_IN_USE) is False
+
+
+def test_verify_ca_fails_on_a_server_without_ssl(
+    pg15_plain: PostgresServer, tls_material: TLSMaterial
+) -> None:
+    config = tls_config(pg15_plain, "verify-ca")
+    config["ssl_mode"]["ca_certificate"] = tls_material.ca_pem
+    with pytest.raises(ConnectError) as caught:
+        session_value(config, SSL_IN_USE)
+    assert "the server does not support SSL, but ssl_mode.mode is verify-ca" in str(caught.value)
