@@ -21,6 +21,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         settings = self.connector.settings
         self.MAX_SIZE_DEFAULT = settings.batch_size_rows
         self._rows = RawRowBuilder(sync_id=self.sync_started_at)
+        self.active_version = 0
 
     @property
     def namespace(self) -> str:
@@ -63,14 +64,26 @@ class PostgresSink(SQLSink[PostgresConnector]):
             self._rows.row(
                 record,
                 time_extracted=message.get("time_extracted"),
-                generation_id=version if isinstance(version, int) else 0,
+                generation_id=version if isinstance(version, int) else self.active_version,
             )
         )
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Stage a record that arrives without its message (SDK code paths)."""
         context.setdefault("rows", []).append(
-            self._rows.row(record, time_extracted=None, generation_id=0)
+            self._rows.row(record, time_extracted=None, generation_id=self.active_version)
+        )
+
+    def activate_version(self, new_version: int) -> None:
+        """Keep the version as the generation id of later records that carry none.
+
+        The SDK's default would add `_sdc_*` columns to a table of the stream's name; this
+        target's raw tables carry the version in `_airbyte_generation_id` instead, and replacing
+        final-table contents by version belongs to the typed final tables.
+        """
+        self.active_version = new_version
+        self.logger.info(
+            "ACTIVATE_VERSION %s recorded for stream %s", new_version, self.stream_name
         )
 
     def process_batch(self, context: dict[str, Any]) -> None:

@@ -304,3 +304,24 @@ def test_verify_ca_fails_on_a_server_without_ssl(
     with pytest.raises(ConnectError) as caught:
         session_value(config, SSL_IN_USE)
     assert "the server does not support SSL, but ssl_mode.mode is verify-ca" in str(caught.value)
+
+
+def test_generation_id_from_the_record_version(pg_db: PgDatabase, tmp_path: Path) -> None:
+    lines = users_stream(1).splitlines(keepends=True)
+    versioned = json.loads(lines[1])
+    versioned["version"] = 1717000000000
+    activate = {"type": "ACTIVATE_VERSION", "stream": "users", "version": 1717000000001}
+    unversioned = {"type": "RECORD", "stream": "users", "record": {"id": 9}}
+    stdin = "".join(
+        [
+            lines[0],
+            json.dumps(versioned) + "\n",
+            json.dumps(activate) + "\n",
+            json.dumps(unversioned) + "\n",
+        ]
+    )
+    run = run_target(pg_db.config(schema="tap_data"), stdin, tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = raw_rows(pg_db.admin(), RAW_TABLE)
+    assert [(row[3]["id"], row[5]) for row in rows] == [(1, 1717000000000), (9, 1717000000001)]
+    assert pg_db.admin().execute("SELECT to_regclass('tap_data.users')").fetchone() == (None,)
