@@ -46,6 +46,11 @@ _KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (
 )
 
 
+_PASSPHRASE_MISSING = setting_problem(
+    "tunnel_method.ssh_key", "is encrypted with a passphrase", "set tunnel_method.ssh_key_password"
+)
+
+
 def _from_pkcs8(text: str, passphrase: str | None) -> str:
     """PKCS#8 text (`BEGIN PRIVATE KEY`, which paramiko cannot read) re-encoded in OpenSSH
     format, unencrypted and only in memory; other text is returned unchanged."""
@@ -68,13 +73,7 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
     """Parse an RSA, Ed25519 or ECDSA private key from PEM (traditional or PKCS#8) or OpenSSH
     text."""
     if "ENCRYPTED PRIVATE KEY" in text and not passphrase:
-        raise TunnelKeyError(
-            setting_problem(
-                "tunnel_method.ssh_key",
-                "is encrypted with a passphrase",
-                "set tunnel_method.ssh_key_password",
-            )
-        )
+        raise TunnelKeyError(_PASSPHRASE_MISSING)
     text = _from_pkcs8(text, passphrase)
     encrypted = False
     for key_class in _KEY_CLASSES:
@@ -85,13 +84,7 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
         except (paramiko.SSHException, ValueError, TypeError, IndexError):
             continue
     if encrypted and not passphrase:
-        raise TunnelKeyError(
-            setting_problem(
-                "tunnel_method.ssh_key",
-                "is encrypted with a passphrase",
-                "set tunnel_method.ssh_key_password",
-            )
-        )
+        raise TunnelKeyError(_PASSPHRASE_MISSING)
     raise TunnelKeyError(
         setting_problem(
             "tunnel_method.ssh_key",
