@@ -4,9 +4,12 @@ COPY the sinks need. Bulk work uses the psycopg connection under SQLAlchemy's.""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -14,9 +17,41 @@ import sqlalchemy as sa
 from singer_sdk.sql import SQLConnector
 
 from target_postgres_hp import sql
+from target_postgres_hp.casting import ColumnType
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database, translate_privilege_error
-from target_postgres_hp.naming import fit
+from target_postgres_hp.loading import Batch, FinalTarget, write_batch
+from target_postgres_hp.naming import assign_names, derived_name
+
+#: Final-table columns no property may take (SPEC §5).
+RESERVED_COLUMNS = frozenset(sql.FINAL_META_COLUMNS)
+
+
+def _recorded(comment: str | None, key: str) -> str | None:
+    """The source name this target recorded in an object's comment, if any."""
+    if not comment:
+        return None
+    try:
+        parsed = json.loads(comment)
+    except ValueError:
+        return None
+    value = parsed.get(key) if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _comment(key: str, value: str) -> str:
+    return json.dumps({key: value}, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class FinalColumn:
+    """A property's column in a final table."""
+
+    prop: str
+    name: str
+    wanted: ColumnType
+    catalog_type: str
+
 
 logger = logging.getLogger("target-postgres-hp.connector")
 
@@ -35,6 +70,8 @@ class PostgresConnector(SQLConnector):
         self.settings = settings
         self.database = database or Database(settings)
         self._prepared_schemas: set[str] = set()
+        self._ddl_lock = threading.Lock()
+        self.server_version = 0
 
     def create_engine(self) -> sa.Engine:
         """An engine whose every connection is opened by `Database.connect`."""
@@ -73,34 +110,126 @@ class PostgresConnector(SQLConnector):
             raise translate_privilege_error(error, f"create schema {schema_name}") from None
         self._prepared_schemas.add(schema_name)
 
-    def prepare_raw_table(self, schema: str, table: str) -> None:
-        """Create the raw table of a stream (and its schema) unless they exist."""
-        self.prepare_schema(schema)
-        primary_key = fit(f"{table}_pkey", f"{schema}.{table}_pkey")
-        index = fit(f"{table}_untyped", f"{schema}.{table}_untyped")
-        try:
-            with self.raw_connection() as conn:
-                conn.execute(sql.create_raw_table(schema, table, primary_key, index))
-        except psycopg.errors.InsufficientPrivilege as error:
-            raise translate_privilege_error(error, f"create table {schema}.{table}") from None
+    def _table_for_stream(
+        self, conn: psycopg.Connection[tuple[Any, ...]], schema: str, conformed: str, stream: str
+    ) -> str:
+        """The table of `stream` in `schema`: the one recorded for it, else `conformed` unless
+        another stream's table has that name, else `conformed` with a suffix (SPEC §5)."""
+        owners = {
+            name: _recorded(comment, "stream")
+            for name, comment in conn.execute(sql.SCHEMA_TABLES, (schema,)).fetchall()
+        }
+        table = assign_names([(stream, conformed)], owners, frozenset())[stream]
+        if table != conformed:
+            logger.warning(
+                "Stream %s is stored in table %s.%s because %s is taken by another stream",
+                stream,
+                schema,
+                table,
+                conformed,
+            )
+        return table
 
-    def copy_raw_rows(self, schema: str, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
-        """COPY rows into a raw table in one transaction; return how many were written."""
-        count = 0
-        with (
-            self.raw_connection() as conn,
-            conn.cursor() as cursor,
-            cursor.copy(sql.copy_raw(schema, table)) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-                count += 1
-        return count
+    def prepare_raw_table(self, schema: str, conformed: str, stream: str) -> str:
+        """Create the raw table of a stream (and its schema) unless they exist; return its
+        name."""
+        self.prepare_schema(schema)
+        try:
+            with self._ddl_lock, self.raw_connection() as conn:
+                table = self._table_for_stream(conn, schema, conformed, stream)
+                primary_key = derived_name(table, "pkey")
+                index = derived_name(table, "untyped")
+                conn.execute(sql.create_raw_table(schema, table, primary_key, index))
+                conn.execute(sql.comment_on_table(schema, table, _comment("stream", stream)))
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise translate_privilege_error(error, f"create table {schema}.{conformed}") from None
+        return table
+
+    def prepare_final_table(
+        self,
+        schema: str,
+        conformed: str,
+        stream: str,
+        properties: Sequence[tuple[str, str, ColumnType]],
+    ) -> tuple[str, list[FinalColumn]]:
+        """Create or extend the final table of a stream; return its name and the column of
+        every property, in table order.
+
+        `properties` holds (property, conformed column name, wanted type) in schema order.
+        Columns keep the name recorded for their property in earlier runs; new properties get
+        new nullable columns, each with its property recorded in the column comment.
+        """
+        self.prepare_schema(schema)
+        try:
+            with self._ddl_lock, self.raw_connection() as conn:
+                table = self._table_for_stream(conn, schema, conformed, stream)
+                existing = conn.execute(sql.TABLE_COLUMNS, (schema, table)).fetchall()
+                owners = {name: _recorded(comment, "property") for name, _, comment in existing}
+                types = {name: type_name for name, type_name, _ in existing}
+                names = assign_names(
+                    [(prop, column) for prop, column, _ in properties], owners, RESERVED_COLUMNS
+                )
+                new = [
+                    (prop, names[prop], wanted)
+                    for prop, _, wanted in properties
+                    if names[prop] not in types
+                ]
+                if not existing:
+                    conn.execute(
+                        sql.create_final_table(
+                            schema, table, [(column, wanted.sql) for _, column, wanted in new]
+                        )
+                    )
+                    conn.execute(sql.comment_on_table(schema, table, _comment("stream", stream)))
+                else:
+                    for _, column, wanted in new:
+                        conn.execute(sql.add_column(schema, table, column, wanted.sql))
+                for prop, column, _ in new:
+                    conn.execute(
+                        sql.comment_on_column(schema, table, column, _comment("property", prop))
+                    )
+                    if column != prop:
+                        logger.info(
+                            "Property %r of stream %s is stored in column %r of %s.%s",
+                            prop,
+                            stream,
+                            column,
+                            schema,
+                            table,
+                        )
+                for prop, column, wanted in new:
+                    types[column] = wanted.catalog
+                    owners[column] = prop
+        except psycopg.errors.InsufficientPrivilege as error:
+            raise translate_privilege_error(error, f"create table {schema}.{conformed}") from None
+        order = {name: position for position, name in enumerate(types)}
+        columns = sorted(
+            (
+                FinalColumn(prop, names[prop], wanted, types[names[prop]])
+                for prop, _, wanted in properties
+            ),
+            key=lambda column: order[column.name],
+        )
+        return table, columns
+
+    def prepare_unique_index(self, schema: str, table: str, keys: Sequence[str]) -> None:
+        """The unique index a dedup stream's upsert goes through."""
+        index = derived_name(table, "key")
+        with self._ddl_lock, self.raw_connection() as conn:
+            conn.execute(sql.create_unique_index(schema, table, index, keys))
+
+    def write_batch(
+        self, raw_schema: str, raw_table: str, final: FinalTarget | None, batch: Batch
+    ) -> None:
+        """Write one batch to the raw and final tables and commit."""
+        with self.raw_connection() as conn:
+            write_batch(conn, raw_schema, raw_table, final, batch)
 
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
         with self.raw_connection() as conn:
             self.database.check_privileges(conn)
+            self.server_version = conn.info.server_version
         described = self.database.describe_embedded()
         if described:
             logger.info("%s", described)

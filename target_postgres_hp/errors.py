@@ -63,3 +63,11 @@ class EmbeddedServerError(TargetError):
 def setting_problem(setting: str, problem: str, fix: str) -> str:
     """Compose the one sentence reported for a wrong setting."""
     return f"Setting `{setting}` {problem}: {fix}."
+
+
+class BadInput(TargetError):
+    """A line of input the target cannot use; names the line and the problem."""
+
+    def __init__(self, line_number: int, problem: str) -> None:
+        super().__init__(f"Input line {line_number}: {problem}.")
+        self.line_number = line_number

@@ -69,3 +69,63 @@ def split_stream_name(stream_name: str) -> StreamName:
     if len(parts) == 3 and all(parts):
         return StreamName(namespace=parts[1], table=parts[2])
     return StreamName(namespace=None, table=stream_name)
+
+
+def final_identifier(name: str) -> str:
+    """A final-table, schema or column name: case kept, every character but a letter (any
+    script), a digit or `_` replaced with `_`, fitted in 63 bytes. Always quoted in SQL."""
+    cleaned = "".join(
+        char if char == "_" or char.isalpha() or char.isdecimal() else "_" for char in name
+    )
+    return fit(cleaned or "_", name)
+
+
+def with_suffix(name: str, number: int, limit: int = MAX_IDENTIFIER_BYTES) -> str:
+    """`name` followed by `_<number>`, cut on a character boundary so the whole fits."""
+    suffix = f"_{number}"
+    budget = limit - len(suffix)
+    prefix = name.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
+    return prefix + suffix
+
+
+def derived_name(base: str, purpose: str) -> str:
+    """The name of an object made from another's name (an index, a temp table): the base is
+    shortened first so the purpose suffix survives PostgreSQL's 63-byte limit."""
+    return fit(f"{base}_{purpose}", f"{base}\x00{purpose}")
+
+
+def assign_names(
+    wanted: list[tuple[str, str]], owners: dict[str, str | None], reserved: frozenset[str]
+) -> dict[str, str]:
+    """Give every source name (a property, a stream) a unique identifier.
+
+    `wanted` pairs each source name with its conformed identifier, in schema order. `owners`
+    maps the identifiers already in use (columns of the table, tables of the schema) to the
+    source name they were made from, if recorded. A source keeps the identifier recorded as
+    its own; otherwise it gets its conformed identifier if free, else that identifier with the
+    first free `_<n>` suffix. `reserved` identifiers are never handed out.
+    """
+    assigned: dict[str, str] = {}
+    claimed_by_source = {source: name for name, source in owners.items() if source is not None}
+    taken = set(owners) | set(reserved)
+    for source, conformed in wanted:
+        existing = claimed_by_source.get(source)
+        if existing is not None:
+            assigned[source] = existing
+        elif conformed in owners and owners[conformed] is None and conformed not in reserved:
+            # An identifier nobody recorded a source for is adopted by the first source that
+            # conforms to it (tables and columns made before the mapping was recorded).
+            assigned[source] = conformed
+            owners = {**owners, conformed: source}
+            claimed_by_source[source] = conformed
+    for source, conformed in wanted:
+        if source in assigned:
+            continue
+        candidate = conformed
+        number = 2
+        while candidate in taken or candidate in assigned.values():
+            candidate = with_suffix(conformed, number)
+            number += 1
+        assigned[source] = candidate
+        taken.add(candidate)
+    return assigned

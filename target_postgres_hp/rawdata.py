@@ -101,45 +101,59 @@ def parse_time_extracted(value: object) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
+def clean_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The record with NUL characters removed and NaN/Infinity made strings, and one
+    `TRUNCATED` change per top-level property that needed it."""
+    if not make_storable(record)[1]:
+        return record, []
+    changes = []
+    data: dict[str, Any] = {}
+    for key, value in record.items():
+        new_key, key_changed = make_storable(key)
+        new_value, value_changed = make_storable(value)
+        if key_changed or value_changed:
+            changes.append({"field": new_key, **TRUNCATED})
+        data[new_key] = new_value
+    return data, changes
+
+
 class RawRowBuilder:
-    """Turns one stream's records into raw-table rows, in the order of `sql.RAW_COPY_COLUMNS`."""
+    """Turns one stream's records into the id, extraction time, data and meta of raw rows."""
 
     def __init__(self, sync_id: int) -> None:
         self.sync_id = sync_id
         self._ids = TimeOrderedIds()
         self._last_extracted_at: datetime | None = None
+        self._last_time_extracted: object = None
+        self._empty_meta = self.meta_json([])
 
     def extracted_at(self, time_extracted: object) -> datetime:
         """The record's extraction time, else now; never earlier than the stream's last one."""
+        last = self._last_extracted_at
+        if (
+            last is not None
+            and time_extracted is not None
+            and time_extracted == self._last_time_extracted
+        ):
+            return last
         moment = parse_time_extracted(time_extracted) or datetime.now(timezone.utc)
         if self._last_extracted_at is not None and moment < self._last_extracted_at:
             moment = self._last_extracted_at
         self._last_extracted_at = moment
+        self._last_time_extracted = time_extracted
         return moment
 
+    def meta_json(self, changes: list[dict[str, str]]) -> str:
+        """`_airbyte_meta` as JSON text."""
+        return _ENCODER.encode({"changes": changes, "sync_id": self.sync_id}).decode("utf-8")
+
     def row(
-        self, record: dict[str, Any], *, time_extracted: object, generation_id: int
-    ) -> tuple[str, datetime, str, str, int]:
-        """The raw row of one record."""
-        changes = []
-        data: dict[str, Any] = record
-        if _needs_cleaning(record):
-            data = {}
-            for key, value in record.items():
-                new_key, key_changed = make_storable(key)
-                new_value, value_changed = make_storable(value)
-                if key_changed or value_changed:
-                    changes.append({"field": key.replace("\x00", ""), **TRUNCATED})
-                data[new_key] = new_value
-        meta = {"changes": changes, "sync_id": self.sync_id}
+        self, data: dict[str, Any], changes: list[dict[str, str]], time_extracted: object
+    ) -> tuple[str, datetime, str, str]:
+        """Id, extraction time, `_airbyte_data` and `_airbyte_meta` of one cleaned record."""
         return (
             self._ids.next(),
             self.extracted_at(time_extracted),
             _ENCODER.encode(data).decode("utf-8"),
-            _ENCODER.encode(meta).decode("utf-8"),
-            generation_id,
+            self.meta_json(changes) if changes else self._empty_meta,
         )
-
-
-def _needs_cleaning(record: dict[str, Any]) -> bool:
-    return make_storable(record)[1]

@@ -1,4 +1,6 @@
-"""Sinks move one stream's records into its raw table, one committed COPY per batch."""
+"""Sinks move one stream's records into its raw table and its typed final table: each batch is
+one transaction holding a COPY into each, so a committed record is always both stored as
+received and typed."""
 
 from __future__ import annotations
 
@@ -6,13 +8,21 @@ from typing import Any
 
 from singer_sdk.sql import SQLSink
 
-from target_postgres_hp.connector import PostgresConnector
-from target_postgres_hp.naming import raw_identifier, raw_table_name, split_stream_name
-from target_postgres_hp.rawdata import RawRowBuilder
+from target_postgres_hp.casting import RowCaster, cast_for, column_type, effective_type
+from target_postgres_hp.connector import FinalColumn, PostgresConnector
+from target_postgres_hp.loading import Batch, FinalTarget
+from target_postgres_hp.naming import (
+    final_identifier,
+    raw_identifier,
+    raw_table_name,
+    split_stream_name,
+)
+from target_postgres_hp.rawdata import RawRowBuilder, clean_record
 
 
 class PostgresSink(SQLSink[PostgresConnector]):
-    """Writes a stream's records to `<raw schema>.<namespace>_raw__stream_<stream>`."""
+    """Writes a stream's records to its raw table and, unless `disable_type_dedupe`, to its
+    final table."""
 
     connector_class = PostgresConnector
 
@@ -22,6 +32,14 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.MAX_SIZE_DEFAULT = settings.batch_size_rows
         self._rows = RawRowBuilder(sync_id=self.sync_started_at)
         self.active_version = 0
+        self.load_method = settings.load_method_for(
+            self.stream_name, has_keys=bool(self.key_properties)
+        )
+        self.final: FinalTarget | None = None
+        self._caster = RowCaster([])
+        self._batch = Batch()
+        #: Input sequence number of the first record of the pending batch.
+        self.first_pending_seq = 0
 
     @property
     def namespace(self) -> str:
@@ -43,51 +61,99 @@ class PostgresSink(SQLSink[PostgresConnector]):
         """Schema of the raw table."""
         return raw_identifier(self.connector.settings.raw_data_schema)
 
-    @property
-    def raw_table(self) -> str:
-        """Name of the raw table."""
-        return raw_table_name(self.namespace, self.stream_table)
-
     def get_validator(self) -> None:
         """Records are never rejected for failing JSON-schema validation (SPEC §4.4)."""
         return
 
     def setup(self) -> None:
-        """Create the raw table; final tables are typed from it."""
-        self.connector.prepare_raw_table(self.raw_schema, self.raw_table)
-
-    def add_record(self, record: dict[str, Any], message: dict[str, Any]) -> None:
-        """Stage one record of the current batch as its raw row."""
-        context = self._get_context(record)
-        version = message.get("version")
-        context.setdefault("rows", []).append(
-            self._rows.row(
-                record,
-                time_extracted=message.get("time_extracted"),
-                generation_id=version if isinstance(version, int) else self.active_version,
-            )
+        """Create the raw table, then create or extend the final table and plan the casts."""
+        connector = self.connector
+        self.raw_table = connector.prepare_raw_table(
+            self.raw_schema, raw_table_name(self.namespace, self.stream_table), self.stream_name
         )
+        if connector.settings.disable_type_dedupe:
+            return
+        properties = self.schema.get("properties") or {}
+        schema = final_identifier(self.namespace)
+        table, columns = connector.prepare_final_table(
+            schema,
+            final_identifier(self.stream_table),
+            self.stream_name,
+            [
+                (prop, final_identifier(prop), column_type(spec))
+                for prop, spec in properties.items()
+            ],
+        )
+        keys = self._key_columns(columns)
+        dedup = self.load_method == "append-dedup" and bool(keys)
+        if dedup:
+            connector.prepare_unique_index(schema, table, keys)
+        non_finite = connector.server_version >= 140000
+        self._caster = RowCaster(
+            [
+                (
+                    column.prop,
+                    cast_for(
+                        effective_type(column.wanted, column.catalog_type),
+                        non_finite_numbers=non_finite,
+                    ),
+                )
+                for column in columns
+            ]
+        )
+        positions = {column.prop: index for index, column in enumerate(columns)}
+        self.final = FinalTarget(
+            schema=schema,
+            table=table,
+            columns=[column.name for column in columns],
+            keys=keys if dedup else [],
+            key_positions=[positions[key] for key in self.key_properties] if dedup else [],
+        )
+
+    def _key_columns(self, columns: list[FinalColumn]) -> list[str]:
+        by_prop = {column.prop: column.name for column in columns}
+        return [by_prop[key] for key in self.key_properties if key in by_prop]
+
+    def add_record(
+        self, record: dict[str, Any], message: dict[str, Any], *, maybe_dirty: bool = True
+    ) -> None:
+        """Stage one record of the current batch as its raw row and its final row.
+
+        `maybe_dirty` False promises the record holds no NUL character and no NaN/Infinity
+        (the reader saw none in the line), which skips the walk that would find them.
+        """
+        version = message.get("version")
+        generation_id = version if type(version) is int else self.active_version
+        data, changes = clean_record(record) if maybe_dirty else (record, [])
+        batch = self._batch
+        raw_id, extracted_at, data_json, meta_json = self._rows.row(
+            data, changes, message.get("time_extracted")
+        )
+        if self.final is None:
+            batch.raw_rows.append((raw_id, extracted_at, None, data_json, meta_json, generation_id))
+            return
+        batch.raw_rows.append(
+            (raw_id, extracted_at, batch.loaded_at, data_json, meta_json, generation_id)
+        )
+        values, typing_changes = self._caster.row(data)
+        if typing_changes:
+            meta_json = self._rows.meta_json(changes + typing_changes)
+        values += (raw_id, extracted_at, meta_json, generation_id)
+        batch.final_rows.append(values)
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Stage a record that arrives without its message (SDK code paths)."""
-        context.setdefault("rows", []).append(
-            self._rows.row(record, time_extracted=None, generation_id=self.active_version)
-        )
+        self.add_record(record, {})
 
     def activate_version(self, new_version: int) -> None:
-        """Keep the version as the generation id of later records that carry none.
-
-        The SDK's default would add `_sdc_*` columns to a table of the stream's name; this
-        target's raw tables carry the version in `_airbyte_generation_id` instead, and replacing
-        final-table contents by version belongs to the typed final tables.
-        """
+        """Keep the version as the generation id of later records that carry none."""
         self.active_version = new_version
         self.logger.info(
             "ACTIVATE_VERSION %s recorded for stream %s", new_version, self.stream_name
         )
 
     def process_batch(self, context: dict[str, Any]) -> None:
-        """COPY the batch into the raw table and commit."""
-        rows = context.get("rows", [])
-        if rows:
-            self.connector.copy_raw_rows(self.raw_schema, self.raw_table, rows)
+        """Write the batch to the raw and final tables in one transaction."""
+        batch, self._batch = self._batch, Batch()
+        if batch.raw_rows:
+            self.connector.write_batch(self.raw_schema, self.raw_table, self.final, batch)

@@ -4,6 +4,7 @@ stream's records to its sink."""
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from typing import Any, ClassVar
 
@@ -20,7 +21,8 @@ from singer_sdk.sql import SQLTarget
 
 from target_postgres_hp.config import CONFIG_SCHEMA, Settings
 from target_postgres_hp.connector import PostgresConnector
-from target_postgres_hp.errors import ConfigError, TargetError
+from target_postgres_hp.errors import BadInput, ConfigError, TargetError
+from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.sinks import PostgresSink
 
 
@@ -40,8 +42,17 @@ class TargetPostgresHP(SQLTarget):
         TargetCapabilities.TARGET_SCHEMA,
     ]
 
+    message_reader_class = LineReader
+
     settings: Settings
     _target_connector: PostgresConnector | None = None
+    _record_seq = 0
+    _state_seq = 0
+    _emitted_state: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bookmark_properties: dict[str, list[str]] = {}
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
@@ -74,32 +85,121 @@ class TargetPostgresHP(SQLTarget):
             self._target_connector = connector
         return self._target_connector
 
+    @property
+    def max_parallelism(self) -> int:
+        """Sinks drain one at a time, in the order their records arrived."""
+        return 1
+
+    @max_parallelism.setter
+    def max_parallelism(self, new_value: int) -> None:
+        _ = new_value
+
+    @property
+    def reader(self) -> LineReader:
+        """The message reader, which knows the current line number."""
+        reader = self.message_reader
+        if not isinstance(reader, LineReader):
+            msg = "this target reads with its LineReader"
+            raise TypeError(msg)
+        return reader
+
+    def _bad_input(self, problem: str) -> BadInput:
+        return BadInput(self.reader.line_number, problem)
+
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+        """Register a stream's schema; records staged under an earlier schema of the stream are
+        written first, so records are applied in arrival order across schema changes."""
+        stream_name = message_dict.get("stream")
+        schema = message_dict.get("schema")
+        if not isinstance(stream_name, str):
+            raise self._bad_input("SCHEMA message without a stream name")
+        if not isinstance(schema, dict) or "properties" not in schema:
+            raise self._bad_input(
+                f"SCHEMA message for stream {stream_name} has no properties key"
+                ' (send "properties": {} for a stream without properties)'
+            )
+        bookmarks = message_dict.get("bookmark_properties")
+        self.bookmark_properties[stream_name] = (
+            [name for name in bookmarks if isinstance(name, str)]
+            if isinstance(bookmarks, list)
+            else []
+        )
+        existing = self._sinks_active.get(stream_name)
+        if existing is not None and existing.current_size:
+            self.drain_one(existing)
+        super()._process_schema_message(message_dict)
+        self._emit_safe_state()
+
     def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         """Hand a RECORD to its sink with the message around it (time_extracted, version).
 
         Unlike the SDK's default this neither validates the record against its JSON schema
         nor converts date-time strings: the raw table keeps the record as received.
         """
-        self._assert_line_requires(message_dict, requires={"stream", "record"})
-        stream_name = message_dict["stream"]
+        stream_name = message_dict.get("stream")
+        record = message_dict.get("record")
+        if not isinstance(record, dict):
+            raise self._bad_input(f"RECORD message for stream {stream_name} has no record object")
         if stream_name not in self.mapper.stream_maps:
-            self._assert_sink_exists(stream_name)
+            raise self._bad_input(
+                f"RECORD for stream {stream_name} arrived before that stream's SCHEMA message"
+            )
+        maybe_dirty = self.reader.maybe_dirty
+        self._record_seq += 1
         for stream_map in self.mapper.stream_maps[stream_name]:
-            record = stream_map.transform(copy.copy(message_dict["record"]))
-            if record is None:
+            mapped = stream_map.transform(copy.copy(record))
+            if mapped is None:
                 continue
-            self._assert_sink_exists(stream_map.stream_alias)
-            sink = self.get_sink(stream_map.stream_alias, record=record)
+            sink = self._sinks_active.get(stream_map.stream_alias)
             if not isinstance(sink, PostgresSink):
-                msg = "every sink of this target is a PostgresSink"
-                raise TypeError(msg)
-            sink._singer_validate_message(record)
+                raise self._bad_input(
+                    f"RECORD for stream {stream_map.stream_alias} arrived before that stream's"
+                    " SCHEMA message"
+                )
+            for key in sink.key_properties:
+                if key not in mapped:
+                    raise self._bad_input(
+                        f"record of stream {sink.stream_name} has no value for key property {key}"
+                    )
+            if not sink.current_size:
+                sink.first_pending_seq = self._record_seq
             sink.tally_record_read()
-            sink.add_record(record, message_dict)
-            sink.record_counter_metric.increment()
+            sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
             if sink.is_full:
                 self.drain_one(sink)
+                self._emit_safe_state()
         self._handle_max_record_age()
+
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        """Keep the state exactly as written; emit it once every record before it is
+        committed."""
+        if "value" not in message_dict:
+            raise self._bad_input("STATE message without a value")
+        self._latest_state = state_value_text(self.reader.current_line)  # type: ignore[assignment]
+        self._state_seq = self._record_seq
+        self._emit_safe_state()
+
+    def _emit_safe_state(self) -> None:
+        """Emit the latest state if no record received before it is still uncommitted."""
+        state = self._latest_state
+        if not state:
+            return
+        pending = [
+            sink.first_pending_seq
+            for sink in [*self._sinks_active.values(), *self._sinks_to_clear]
+            if isinstance(sink, PostgresSink) and sink.current_size
+        ]
+        if not pending or min(pending) > self._state_seq:
+            self._write_state_message(state)
+
+    def _write_state_message(self, state: Any) -> None:
+        """Write a state value, byte for byte as received, unless it was just written."""
+        text = state if isinstance(state, str) else json.dumps(state, default=str)
+        if text == self._emitted_state:
+            return
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        self._emitted_state = text
 
     def dispose(self) -> None:
         """Release connections, the tunnel and key files."""
@@ -128,7 +228,12 @@ class TargetPostgresHP(SQLTarget):
                 config=config.config, validate_config=True, parse_env_config=config.parse_env
             )
             _ = target.target_connector
-            target.listen(file_input)
+            try:
+                target.listen(file_input)
+            except BadInput:
+                # Keep everything read before the bad line, and the state that covers it.
+                target.drain_all()
+                raise
         except TargetError as error:
             for line in str(error).splitlines():
                 cls.logger.error("%s", line)

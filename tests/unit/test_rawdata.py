@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from target_postgres_hp.rawdata import RawRowBuilder, TimeOrderedIds, make_storable
+from target_postgres_hp.rawdata import RawRowBuilder, TimeOrderedIds, clean_record, make_storable
 
 
 def test_ids_are_uuid7_and_increase() -> None:
@@ -49,8 +49,9 @@ def test_row_keeps_numbers_exact_and_records_changes() -> None:
         "score": float("nan"),
         "text": "😀 ü",
     }
-    raw_id, extracted_at, data, meta, generation = builder.row(
-        record, time_extracted="2024-01-02T03:04:05+02:00", generation_id=7
+    cleaned, changes = clean_record(record)
+    raw_id, extracted_at, data, meta = builder.row(
+        cleaned, changes, time_extracted="2024-01-02T03:04:05+02:00"
     )
     uuid.UUID(raw_id)
     assert extracted_at == datetime(2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc)
@@ -65,7 +66,7 @@ def test_row_keeps_numbers_exact_and_records_changes() -> None:
         ],
         "sync_id": 1700000000000,
     }
-    assert generation == 7
+    assert clean_record({"a": 1}) == ({"a": 1}, [])
 
 
 def test_extracted_at_never_goes_backwards() -> None:

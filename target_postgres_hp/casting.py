@@ -1,0 +1,453 @@
+"""Typing rules (SPEC §4.3, §4.4): which column type a JSON-schema property gets, and how a JSON
+value is cast into that column in Python before COPY.
+
+A cast either returns the value to write (None for NULL) or `UNFIT`: the value does not fit the
+column, so the final table gets NULL and `_airbyte_meta.changes` records the property. Casts are
+plain functions of one value, so typing costs no server round trip and no per-value PL/pgSQL.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+
+from target_postgres_hp.rawdata import make_storable
+
+
+class _Unfit:
+    """The marker of a value that does not fit its column."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNFIT"
+
+
+UNFIT: Final = _Unfit()
+
+Cast = Callable[[Any], Any]
+
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A final-table column type: its name in this module, its SQL and how values are cast."""
+
+    name: str
+    sql: str
+    #: `format_type()` spelling, to recognise the type in an existing table.
+    catalog: str
+
+
+STRING = ColumnType("string", "VARCHAR", "character varying")
+NUMBER = ColumnType("number", "DECIMAL", "numeric")
+INTEGER = ColumnType("integer", "BIGINT", "bigint")
+BOOLEAN = ColumnType("boolean", "BOOLEAN", "boolean")
+OBJECT = ColumnType("object", "JSONB", "jsonb")
+ARRAY = ColumnType("array", "JSONB", "jsonb")
+#: JSONB that receives any JSON value: unions including object/array, `{}`, unknown types.
+JSONB = ColumnType("jsonb", "JSONB", "jsonb")
+TIMESTAMPTZ = ColumnType("timestamptz", "TIMESTAMP WITH TIME ZONE", "timestamp with time zone")
+TIMESTAMP = ColumnType("timestamp", "TIMESTAMP", "timestamp without time zone")
+TIMETZ = ColumnType("timetz", "TIME WITH TIME ZONE", "time with time zone")
+TIME = ColumnType("time", "TIME", "time without time zone")
+DATE = ColumnType("date", "DATE", "date")
+
+_DATETIME_TYPES = (TIMESTAMPTZ, TIMESTAMP, TIMETZ, TIME, DATE)
+
+# SPEC §4.3: array > object > string > date/time types > number > integer > boolean.
+_GENERALITY = {
+    ARRAY: 6,
+    OBJECT: 5,
+    STRING: 4,
+    **dict.fromkeys(_DATETIME_TYPES, 3),
+    NUMBER: 2,
+    INTEGER: 1,
+    BOOLEAN: 0,
+}
+
+
+def _string_atom(schema: Mapping[str, Any]) -> ColumnType:
+    fmt = schema.get("format")
+    airbyte_type = schema.get("airbyte_type")
+    if fmt == "date-time":
+        return TIMESTAMP if airbyte_type == "timestamp_without_timezone" else TIMESTAMPTZ
+    if fmt == "time":
+        return TIMETZ if airbyte_type == "time_with_timezone" else TIME
+    if fmt == "date":
+        return DATE
+    return STRING
+
+
+def _atoms(schema: Any) -> tuple[set[ColumnType], bool]:
+    """The non-null column types a property schema allows, and whether it names any type at
+    all (a schema with no type, `{}`, is JSONB)."""
+    if not isinstance(schema, Mapping):
+        return set(), False
+    atoms: set[ColumnType] = set()
+    typed = False
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list):
+            for branch in branches:
+                branch_atoms, branch_typed = _atoms(branch)
+                if not branch_typed:
+                    return {JSONB}, True
+                atoms |= branch_atoms
+                typed = True
+    declared = schema.get("type")
+    if declared is None:
+        return atoms, typed
+    names = declared if isinstance(declared, list) else [declared]
+    for name in names:
+        typed = True
+        if name == "null":
+            continue
+        if name == "string":
+            atoms.add(_string_atom(schema))
+        elif name == "number":
+            atoms.add(INTEGER if schema.get("airbyte_type") == "integer" else NUMBER)
+        elif name == "integer":
+            atoms.add(INTEGER)
+        elif name == "boolean":
+            atoms.add(BOOLEAN)
+        elif name == "object":
+            atoms.add(OBJECT)
+        elif name == "array":
+            atoms.add(ARRAY)
+        else:
+            atoms.add(JSONB)
+    return atoms, typed
+
+
+def column_type(schema: Any) -> ColumnType:
+    """The column type of one top-level property (SPEC §4.3)."""
+    atoms, typed = _atoms(schema)
+    if not typed or not atoms or JSONB in atoms:
+        return JSONB
+    if len(atoms) == 1:
+        return next(iter(atoms))
+    best = max(atoms, key=lambda atom: _GENERALITY[atom])
+    if best in (ARRAY, OBJECT):
+        return JSONB
+    if best in _DATETIME_TYPES and len(atoms & set(_DATETIME_TYPES)) > 1:
+        # Two different date/time formats share no narrower type than text.
+        return STRING
+    return best
+
+
+_BY_CATALOG = {
+    "character varying": STRING,
+    "text": STRING,
+    "character": STRING,
+    "numeric": NUMBER,
+    "double precision": NUMBER,
+    "real": NUMBER,
+    "bigint": INTEGER,
+    "integer": INTEGER,
+    "smallint": INTEGER,
+    "boolean": BOOLEAN,
+    "jsonb": JSONB,
+    "json": JSONB,
+    "timestamp with time zone": TIMESTAMPTZ,
+    "timestamp without time zone": TIMESTAMP,
+    "time with time zone": TIMETZ,
+    "time without time zone": TIME,
+    "date": DATE,
+}
+
+
+def effective_type(wanted: ColumnType, catalog_type: str | None) -> ColumnType:
+    """The type values are cast to: the column's actual type in the table, read through the
+    property's own type when both agree (so an `object` column stays strict)."""
+    if catalog_type is None:
+        return wanted
+    base = re.sub(r"\(.*\)", "", catalog_type).strip()
+    if base == wanted.catalog:
+        return wanted
+    return _BY_CATALOG.get(base, STRING)
+
+
+# --- casts -------------------------------------------------------------------------------------
+
+_JSON = msgspec.json.Encoder(decimal_format="number")
+
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_NON_FINITE_TEXT = {
+    "nan": "NaN",
+    "infinity": "Infinity",
+    "+infinity": "Infinity",
+    "-infinity": "-Infinity",
+    "inf": "Infinity",
+    "+inf": "Infinity",
+    "-inf": "-Infinity",
+}
+_LONG_FRACTION = re.compile(r"[.,](\d{7,})")
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text JSONB accepts (NaN/Infinity become strings)."""
+    try:
+        return _JSON.encode(value).decode("utf-8")
+    except (TypeError, ValueError, OverflowError):
+        return _JSON.encode(make_storable(value)[0]).decode("utf-8")
+
+
+def _decimal_text(value: Decimal) -> str:
+    if value.is_finite():
+        return str(value)
+    if value.is_nan():
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def cast_string(value: Any) -> Any:
+    """Any scalar as its text; objects and arrays as JSON text."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is Decimal:
+        return _decimal_text(value)
+    if kind is float:
+        return _decimal_text(Decimal(value)) if not math.isfinite(value) else repr(value)
+    return json_text(value)
+
+
+def _integral(value: Decimal) -> Any:
+    if not value.is_finite() or value != value.to_integral_value():
+        return UNFIT
+    number = int(value)
+    return number if BIGINT_MIN <= number <= BIGINT_MAX else UNFIT
+
+
+def _numeric_text(value: str) -> Decimal | None:
+    if _NUMERIC_TEXT.fullmatch(value):
+        return Decimal(value.strip())
+    return None
+
+
+def cast_integer(value: Any) -> Any:
+    """JSON integers within BIGINT, integral numbers and strings holding them."""
+    kind = type(value)
+    if kind is int:
+        return value if BIGINT_MIN <= value <= BIGINT_MAX else UNFIT
+    if value is None:
+        return None
+    if kind is Decimal:
+        return _integral(value)
+    if kind is float:
+        return _integral(Decimal(value)) if math.isfinite(value) else UNFIT
+    if kind is str:
+        number = _numeric_text(value)
+        return UNFIT if number is None else _integral(number)
+    return UNFIT
+
+
+def make_cast_number(non_finite: bool) -> Cast:
+    """The number cast; `non_finite` says whether the server's DECIMAL holds NaN and
+    ±Infinity (PostgreSQL 14 and later)."""
+
+    def finite_or_allowed(number: Decimal) -> Any:
+        if number.is_finite() or non_finite:
+            return number
+        return UNFIT
+
+    def cast_number(value: Any) -> Any:
+        """Any JSON number or numeric string, exactly."""
+        kind = type(value)
+        if kind is Decimal:
+            return value if value.is_finite() else finite_or_allowed(value)
+        if kind is int or value is None:
+            return value
+        if kind is float:
+            return finite_or_allowed(
+                Decimal(repr(value)) if math.isfinite(value) else Decimal(value)
+            )
+        if kind is str:
+            number = _numeric_text(value)
+            if number is not None:
+                return number
+            special = _NON_FINITE_TEXT.get(value.strip().lower())
+            return UNFIT if special is None else finite_or_allowed(Decimal(special))
+        return UNFIT
+
+    return cast_number
+
+
+def cast_boolean(value: Any) -> Any:
+    """JSON booleans and the strings "true" and "false"."""
+    if type(value) is bool or value is None:
+        return value
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return UNFIT
+
+
+def cast_object(value: Any) -> Any:
+    """Only JSON objects."""
+    if type(value) is dict:
+        return json_text(value)
+    return None if value is None else UNFIT
+
+
+def cast_array(value: Any) -> Any:
+    """Only JSON arrays."""
+    if type(value) is list:
+        return json_text(value)
+    return None if value is None else UNFIT
+
+
+def cast_jsonb(value: Any) -> Any:
+    """Any JSON value."""
+    return None if value is None else json_text(value)
+
+
+def _round_fraction(text: str, parsed: Any) -> Any:
+    """Python keeps six fractional digits and drops the rest; round them instead."""
+    match = _LONG_FRACTION.search(text)
+    if match is not None and match.group(1)[6] >= "5":
+        if isinstance(parsed, time):
+            moment = datetime.combine(date(2000, 1, 1), parsed) + timedelta(microseconds=1)
+            if moment.day != 1:
+                return UNFIT
+            return moment.timetz()
+        return parsed + timedelta(microseconds=1)
+    return parsed
+
+
+def _parse_datetime(value: Any) -> Any:
+    if type(value) is not str:
+        return UNFIT
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return UNFIT
+    if "." in value or "," in value:
+        try:
+            parsed = _round_fraction(value, parsed)
+        except OverflowError:
+            return UNFIT
+    return parsed
+
+
+def cast_timestamptz(value: Any) -> Any:
+    """ISO 8601 date-times; a string without offset means UTC."""
+    if value is None:
+        return None
+    parsed = _parse_datetime(value)
+    if parsed is UNFIT or parsed.tzinfo is not None:
+        return parsed
+    return parsed.replace(tzinfo=timezone.utc)
+
+
+def cast_timestamp(value: Any) -> Any:
+    """ISO 8601 date-times with any offset dropped."""
+    if value is None:
+        return None
+    parsed = _parse_datetime(value)
+    if parsed is UNFIT or parsed.tzinfo is None:
+        return parsed
+    return parsed.replace(tzinfo=None)
+
+
+def _parse_time(value: Any) -> Any:
+    if type(value) is not str:
+        return UNFIT
+    try:
+        parsed = time.fromisoformat(value)
+    except ValueError:
+        return UNFIT
+    return _round_fraction(value, parsed) if "." in value or "," in value else parsed
+
+
+def cast_timetz(value: Any) -> Any:
+    """ISO 8601 times; a time without offset means UTC."""
+    if value is None:
+        return None
+    parsed = _parse_time(value)
+    if parsed is UNFIT or parsed.tzinfo is not None:
+        return parsed
+    return parsed.replace(tzinfo=timezone.utc)
+
+
+def cast_time(value: Any) -> Any:
+    """ISO 8601 times with any offset dropped."""
+    if value is None:
+        return None
+    parsed = _parse_time(value)
+    if parsed is UNFIT or parsed.tzinfo is None:
+        return parsed
+    return parsed.replace(tzinfo=None)
+
+
+def cast_date(value: Any) -> Any:
+    """ISO 8601 calendar dates."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        return UNFIT
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return UNFIT
+
+
+def cast_for(column: ColumnType, *, non_finite_numbers: bool) -> Cast:
+    """The cast that turns JSON values into values of `column`."""
+    casts: dict[ColumnType, Cast] = {
+        STRING: cast_string,
+        NUMBER: make_cast_number(non_finite_numbers),
+        INTEGER: cast_integer,
+        BOOLEAN: cast_boolean,
+        OBJECT: cast_object,
+        ARRAY: cast_array,
+        JSONB: cast_jsonb,
+        TIMESTAMPTZ: cast_timestamptz,
+        TIMESTAMP: cast_timestamp,
+        TIMETZ: cast_timetz,
+        TIME: cast_time,
+        DATE: cast_date,
+    }
+    return casts[column]
+
+
+NULLED = {"change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
+
+
+class RowCaster:
+    """Casts records into final-table rows: the property columns in table order.
+
+    `plan` pairs each property name with the cast of its column. `row()` returns the values
+    and the `_airbyte_meta` changes for the values that did not fit.
+    """
+
+    def __init__(self, plan: list[tuple[str, Cast]]) -> None:
+        self.plan = plan
+
+    def row(self, record: Mapping[str, Any]) -> tuple[list[Any], list[dict[str, str]]]:
+        """The typed values of one record and the changes typing made."""
+        get = record.get
+        values = [cast(get(name)) for name, cast in self.plan]
+        if UNFIT not in values:
+            return values, []
+        changes = []
+        for index, (name, _) in enumerate(self.plan):
+            if values[index] is UNFIT:
+                values[index] = None
+                changes.append({"field": name, **NULLED})
+        return values, changes

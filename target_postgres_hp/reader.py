@@ -1,0 +1,99 @@
+"""Reading Singer messages: one JSON document per line, numbers kept exact, every problem
+reported with its line number.
+
+Decoding uses msgspec (several times faster than the standard library); numbers with a fraction
+or exponent become Decimal so nothing is rounded. The reader also tells whether a line might hold
+NUL characters or NaN/Infinity, so records that cannot need cleaning skip the walk that finds
+them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import IO, Any
+
+import msgspec
+from singer_sdk.singerlib.encoding import GenericSingerReader
+
+from target_postgres_hp.errors import BadInput
+
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+_DIRTY_MARKERS = ("\\u0000", "NaN", "Infinity")
+_DIRTY_MARKERS_BYTES = tuple(marker.encode() for marker in _DIRTY_MARKERS)
+
+
+class _StateLine(msgspec.Struct):
+    value: msgspec.Raw
+
+
+def _decode(line: str | bytes) -> Any:
+    try:
+        return _DECODER.decode(line)
+    except msgspec.DecodeError:
+        # NaN and Infinity are not JSON but taps send them; the standard library reads them.
+        return json.loads(line, parse_float=Decimal)
+
+
+def state_value_text(line: str | bytes) -> str:
+    """The `value` of a STATE line exactly as it was written."""
+    raw = msgspec.json.decode(line, type=_StateLine).value
+    return bytes(raw).decode("utf-8")
+
+
+class LineReader(GenericSingerReader[str]):
+    """Reads messages and hands each to its callback, tracking the line number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line_number = 0
+        self.maybe_dirty = True
+        self.current_line: str | bytes = ""
+
+    @property
+    def default_input(self) -> IO[str]:
+        """Standard input, read as bytes (decoded by msgspec, not by a text wrapper)."""
+        return sys.stdin.buffer  # type: ignore[return-value]
+
+    def deserialize_json(self, line: str) -> dict[str, Any]:
+        """One message; a line that is not a JSON object is bad input."""
+        try:
+            message = _decode(line)
+        except ValueError as error:
+            raise BadInput(self.line_number, f"not valid JSON ({error})") from None
+        if not isinstance(message, dict):
+            raise BadInput(self.line_number, "not a JSON object")
+        return message
+
+    def process_lines(
+        self,
+        file_input: IO[str] | None,
+        callbacks: dict[str, Callable[[dict[str, Any]], None]],
+    ) -> Counter[str]:
+        """Dispatch every non-blank line to the callback of its message type."""
+        stats: Counter[str] = Counter()
+        lines: Iterable[str | bytes] = file_input or self.default_input
+        for line in lines:
+            self.line_number += 1
+            if not line.strip():
+                continue
+            self.current_line = line
+            if isinstance(line, bytes):
+                self.maybe_dirty = any(marker in line for marker in _DIRTY_MARKERS_BYTES)
+            else:
+                self.maybe_dirty = any(marker in line for marker in _DIRTY_MARKERS)
+            message = self.deserialize_json(line)  # type: ignore[arg-type]
+            message_type = message.get("type")
+            callback = callbacks.get(message_type) if isinstance(message_type, str) else None
+            if callback is None:
+                raise BadInput(
+                    self.line_number,
+                    f"unknown message type {message_type!r}; expected SCHEMA, RECORD, STATE"
+                    " or ACTIVATE_VERSION",
+                )
+            callback(message)
+            stats[str(message_type)] += 1
+        return stats
