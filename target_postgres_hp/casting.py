@@ -330,6 +330,14 @@ def _round_fraction(text: str, parsed: Any) -> Any:
     return parsed
 
 
+#: Date-times PostgreSQL reads exactly as Python does: valid ones are sent as received, which
+#: spares formatting them again.
+_PLAIN_DATETIME = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d(?::?\d\d)?)?"
+)
+_PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
 def _parse_datetime(value: Any) -> Any:
     if type(value) is not str:
         return UNFIT
@@ -337,6 +345,8 @@ def _parse_datetime(value: Any) -> Any:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return UNFIT
+    if _PLAIN_DATETIME.fullmatch(value):
+        return value
     if "." in value or "," in value:
         try:
             parsed = _round_fraction(value, parsed)
@@ -350,7 +360,8 @@ def cast_timestamptz(value: Any) -> Any:
     if value is None:
         return None
     parsed = _parse_datetime(value)
-    if parsed is UNFIT or parsed.tzinfo is not None:
+    if parsed is UNFIT or type(parsed) is str or parsed.tzinfo is not None:
+        # Text without an offset is read in the session's time zone, which is UTC.
         return parsed
     return parsed.replace(tzinfo=timezone.utc)
 
@@ -360,7 +371,8 @@ def cast_timestamp(value: Any) -> Any:
     if value is None:
         return None
     parsed = _parse_datetime(value)
-    if parsed is UNFIT or parsed.tzinfo is None:
+    if parsed is UNFIT or type(parsed) is str or parsed.tzinfo is None:
+        # PostgreSQL ignores the offset of text read as TIMESTAMP.
         return parsed
     return parsed.replace(tzinfo=None)
 
@@ -402,9 +414,10 @@ def cast_date(value: Any) -> Any:
     if type(value) is not str:
         return UNFIT
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         return UNFIT
+    return value if _PLAIN_DATE.fullmatch(value) else parsed
 
 
 def cast_for(column: ColumnType, *, non_finite_numbers: bool) -> Cast:
@@ -429,24 +442,59 @@ def cast_for(column: ColumnType, *, non_finite_numbers: bool) -> Cast:
 NULLED = {"change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
 
 
+#: The values each column type takes as they are, tested inline before calling its cast.
+_PASS_THROUGH = {
+    STRING: "v{i} is None or type(v{i}) is str",
+    INTEGER: f"type(v{{i}}) is int and {BIGINT_MIN} <= v{{i}} <= {BIGINT_MAX}",
+    NUMBER: "v{i} is None or type(v{i}) is int",
+    BOOLEAN: "v{i} is None or type(v{i}) is bool",
+}
+
+
+def _compile_row(plan: list[tuple[str, Cast, ColumnType | None]]) -> Callable[[Any], list[Any]]:
+    """A function that casts one record into its row with the casts of `plan` inlined.
+
+    Most values already have the Python type their column takes (a str for VARCHAR, an int
+    within range for BIGINT), so the generated code tests that inline and calls the cast only
+    for the others; on wide streams this halves the cost of typing, the hottest loop of a load.
+    """
+    namespace: dict[str, Any] = {}
+    lines = ["def row(record):", "    get = record.get"]
+    for i, (name, cast, column) in enumerate(plan):
+        namespace[f"n{i}"] = name
+        namespace[f"c{i}"] = cast
+        lines.append(f"    v{i} = get(n{i})")
+        test = _PASS_THROUGH.get(column) if column is not None else None
+        if test is None:
+            lines.append(f"    v{i} = c{i}(v{i})")
+        else:
+            lines.append(f"    if not ({test.format(i=i)}):")
+            lines.append(f"        v{i} = c{i}(v{i})")
+    lines.append("    return [" + ", ".join(f"v{i}" for i in range(len(plan))) + "]")
+    exec("\n".join(lines), namespace)  # noqa: S102 - the source is built above from indexes only
+    function: Callable[[Any], list[Any]] = namespace["row"]
+    return function
+
+
 class RowCaster:
     """Casts records into final-table rows: the property columns in table order.
 
-    `plan` pairs each property name with the cast of its column. `row()` returns the values
-    and the `_airbyte_meta` changes for the values that did not fit.
+    `plan` gives, per column, the property name, the cast and the column type (which lets the
+    common values skip the cast call). `row()` returns the values and the `_airbyte_meta`
+    changes for the values that did not fit.
     """
 
-    def __init__(self, plan: list[tuple[str, Cast]]) -> None:
-        self.plan = plan
+    def __init__(self, plan: list[tuple[str, Cast, ColumnType | None]]) -> None:
+        self.names = [name for name, _, _ in plan]
+        self._row = _compile_row(plan)
 
     def row(self, record: Mapping[str, Any]) -> tuple[list[Any], list[dict[str, str]]]:
         """The typed values of one record and the changes typing made."""
-        get = record.get
-        values = [cast(get(name)) for name, cast in self.plan]
+        values = self._row(record)
         if UNFIT not in values:
             return values, []
         changes = []
-        for index, (name, _) in enumerate(self.plan):
+        for index, name in enumerate(self.names):
             if values[index] is UNFIT:
                 values[index] = None
                 changes.append({"field": name, **NULLED})

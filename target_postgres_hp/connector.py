@@ -20,7 +20,7 @@ from target_postgres_hp import sql
 from target_postgres_hp.casting import ColumnType
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database, translate_privilege_error
-from target_postgres_hp.loading import Batch, FinalTarget, write_batch
+from target_postgres_hp.loading import PgConnection
 from target_postgres_hp.naming import assign_names, derived_name
 
 #: Final-table columns no property may take (SPEC §5).
@@ -65,12 +65,17 @@ class PostgresConnector(SQLConnector):
     allow_overwrite = True
     allow_temp_tables = True
 
+    #: Sinks that may stream a batch at once; each holds two connections meanwhile.
+    MAX_STREAMING_BATCHES = 8
+
     def __init__(self, settings: Settings, database: Database | None = None) -> None:
         super().__init__(config={}, sqlalchemy_url="postgresql+psycopg://")
         self.settings = settings
         self.database = database or Database(settings)
         self._prepared_schemas: set[str] = set()
         self._ddl_lock = threading.Lock()
+        self._idle_pairs: list[tuple[PgConnection, PgConnection]] = []
+        self._pairs_out = 0
         self.server_version = 0
 
     def create_engine(self) -> sa.Engine:
@@ -218,12 +223,36 @@ class PostgresConnector(SQLConnector):
         with self._ddl_lock, self.raw_connection() as conn:
             conn.execute(sql.create_unique_index(schema, table, index, keys))
 
-    def write_batch(
-        self, raw_schema: str, raw_table: str, final: FinalTarget | None, batch: Batch
-    ) -> None:
-        """Write one batch to the raw and final tables and commit."""
-        with self.raw_connection() as conn:
-            write_batch(conn, raw_schema, raw_table, final, batch)
+    def acquire_stream_connections(self) -> tuple[PgConnection, PgConnection] | None:
+        """Two connections for one sink's streaming batch (raw and final), or None when
+        `MAX_STREAMING_BATCHES` batches already hold theirs."""
+        with self._ddl_lock:
+            if self._idle_pairs:
+                return self._idle_pairs.pop()
+            if self._pairs_out >= self.MAX_STREAMING_BATCHES:
+                return None
+            self._pairs_out += 1
+        try:
+            return self.database.connect(), self.database.connect()
+        except BaseException:
+            with self._ddl_lock:
+                self._pairs_out -= 1
+            raise
+
+    def release_stream_connections(self, pair: tuple[PgConnection, PgConnection]) -> None:
+        """Hand back a sink's connections once its batch is committed or rolled back."""
+        with self._ddl_lock:
+            if any(conn.closed or conn.info.transaction_status for conn in pair):
+                self._pairs_out -= 1
+                for conn in pair:
+                    conn.close()
+            else:
+                self._idle_pairs.append(pair)
+
+    @property
+    def streaming_slots_left(self) -> int:
+        """How many more sinks can start a streaming batch without waiting."""
+        return len(self._idle_pairs) + self.MAX_STREAMING_BATCHES - self._pairs_out
 
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
@@ -236,6 +265,10 @@ class PostgresConnector(SQLConnector):
 
     def dispose(self) -> None:
         """Close every pooled connection, then the tunnel and the key files."""
+        for pair in self._idle_pairs:
+            for conn in pair:
+                conn.close()
+        self._idle_pairs.clear()
         if self._cached_engine is not None:
             self._cached_engine.dispose()
             self._cached_engine = None

@@ -1,17 +1,32 @@
-"""One batch into the database: a COPY into the raw table and one into the final table (or its
-staging table, for an upsert), in the caller's transaction."""
+"""One stream's batches into the database.
+
+Each batch streams its rows while they are decoded: raw rows through a COPY into the raw table,
+typed rows through a COPY into the final table, on two connections so the server parses both at
+once while the client decodes the next line (on a two-core machine this is what reaches the
+limit of the layout). At the end of the batch the final transaction commits first, then the raw
+one; a crash between the two leaves typed rows whose state was never emitted, which the next
+run re-delivers (an upsert replaces them; an append stream may hold them twice).
+
+A dedup stream's COPY goes into the final table inside a savepoint: the unique index on the key
+proves no row of the batch meets an existing row or another row of the batch. If it does, the
+savepoint is rolled back and the batch, reduced to its last row per key, is staged and upserted.
+"""
 
 from __future__ import annotations
 
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
+from psycopg import Connection
 from psycopg.sql import Composed
 
 from target_postgres_hp import sql
 from target_postgres_hp.naming import derived_name
+
+PgConnection = Connection[tuple[Any, ...]]
 
 
 @dataclass
@@ -35,23 +50,8 @@ class FinalTarget:
 
     @property
     def staging(self) -> str:
-        """The session-private table an upsert stages rows in."""
+        """The transaction-private table an upsert stages rows in."""
         return derived_name(self.table, "stage")
-
-
-@dataclass
-class Batch:
-    """The rows of one batch: raw rows, and the typed rows of the same records."""
-
-    raw_rows: list[tuple[Any, ...]] = field(default_factory=list)
-    final_rows: list[list[Any]] = field(default_factory=list)
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-
-def _copy(conn: psycopg.Connection[tuple[Any, ...]], statement: Composed, rows: list[Any]) -> None:
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
 
 
 def latest_per_key(rows: list[list[Any]], key_positions: list[int]) -> list[list[Any]]:
@@ -63,36 +63,105 @@ def latest_per_key(rows: list[list[Any]], key_positions: list[int]) -> list[list
     return list({tuple(row[p] for p in key_positions): row for row in rows}.values())
 
 
-def write_batch(
-    conn: psycopg.Connection[tuple[Any, ...]],
-    raw_schema: str,
-    raw_table: str,
-    final: FinalTarget | None,
-    batch: Batch,
-) -> None:
-    """Write `batch` within the open transaction of `conn` (the caller commits)."""
-    _copy(conn, sql.copy_into(raw_schema, raw_table, sql.RAW_COPY_COLUMNS), batch.raw_rows)
-    if final is None or not batch.final_rows:
-        return
+def _copy_rows(conn: PgConnection, statement: Composed, rows: list[Any]) -> None:
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]]) -> None:
+    """Stage `rows` and merge them into the final table by key (SPEC §6.3)."""
     columns = final.all_columns
-    if not final.keys:
-        _copy(conn, sql.copy_into(final.schema, final.table, columns), batch.final_rows)
-        return
-    rows = latest_per_key(batch.final_rows, final.key_positions)
-    if not final.upsert_needed:
-        # A table that holds none of the batch's keys takes the batch as a plain COPY; the
-        # unique index tells when that is not so, and the batch is upserted instead.
-        try:
-            with conn.transaction():
-                _copy(conn, sql.copy_into(final.schema, final.table, columns), rows)
-        except psycopg.errors.UniqueViolation:
-            final.upsert_needed = True
-        else:
-            return
     conn.execute(sql.create_staging_table(final.staging, final.schema, final.table))
-    _copy(conn, sql.copy_into("pg_temp", final.staging, columns), rows)
+    _copy_rows(conn, sql.copy_into("pg_temp", final.staging, columns), rows)
     conn.execute(
         sql.upsert_from_staging(
             final.staging, final.schema, final.table, columns, final.keys, cursor=None
         )
     )
+
+
+class BatchWriter:
+    """Streams the rows of one sink's current batch and commits them."""
+
+    def __init__(
+        self,
+        raw_conn: PgConnection,
+        final_conn: PgConnection | None,
+        raw_schema: str,
+        raw_table: str,
+        final: FinalTarget | None,
+    ) -> None:
+        self.raw_conn = raw_conn
+        self.final_conn = final_conn
+        self.raw_statement = sql.copy_into(raw_schema, raw_table, sql.RAW_COPY_COLUMNS)
+        self.final = final
+        self.loaded_at = datetime.now(timezone.utc).isoformat() if final is not None else None
+        self.rows = 0
+        self._raw_stack = ExitStack()
+        self._final_stack = ExitStack()
+        self._raw_copy: psycopg.Copy | None = None
+        self._final_copy: psycopg.Copy | None = None
+        #: Typed rows kept for the upsert a dedup batch may need.
+        self._kept: list[list[Any]] | None = None
+
+    def _open(self) -> None:
+        raw_cursor = self._raw_stack.enter_context(self.raw_conn.cursor())
+        self._raw_copy = self._raw_stack.enter_context(raw_cursor.copy(self.raw_statement))
+        final, conn = self.final, self.final_conn
+        if final is None or conn is None:
+            return
+        if final.keys:
+            self._kept = []
+            if final.upsert_needed:
+                return
+            conn.execute(sql.SAVEPOINT)
+        final_cursor = self._final_stack.enter_context(conn.cursor())
+        self._final_copy = self._final_stack.enter_context(
+            final_cursor.copy(sql.copy_into(final.schema, final.table, final.all_columns))
+        )
+
+    def add(self, raw_row: tuple[Any, ...], final_row: list[Any] | None) -> None:
+        """Send one record's rows."""
+        if self._raw_copy is None:
+            self._open()
+        assert self._raw_copy is not None
+        self._raw_copy.write_row(raw_row)
+        if final_row is not None:
+            if self._final_copy is not None:
+                self._final_copy.write_row(final_row)
+            if self._kept is not None:
+                self._kept.append(final_row)
+        self.rows += 1
+
+    def commit(self) -> None:
+        """Finish both COPYs, upsert if the batch met existing keys, commit final then raw."""
+        final, conn = self.final, self.final_conn
+        self._raw_stack.close()
+        try:
+            self._final_stack.close()
+        except psycopg.errors.UniqueViolation:
+            if final is None or conn is None:
+                raise
+            final.upsert_needed = True
+            conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
+        if final is not None and conn is not None and self._kept is not None:
+            if final.upsert_needed:
+                upsert(conn, final, latest_per_key(self._kept, final.key_positions))
+            else:
+                conn.execute(sql.RELEASE_SAVEPOINT)
+        if conn is not None:
+            conn.commit()
+        self.raw_conn.commit()
+
+    def abort(self) -> None:
+        """Give up the batch: both transactions roll back."""
+        for stack in (self._raw_stack, self._final_stack):
+            with suppress(psycopg.Error):
+                stack.close()
+        for conn in (self.final_conn, self.raw_conn):
+            if conn is not None and not conn.closed:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    conn.close()

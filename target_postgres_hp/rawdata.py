@@ -126,6 +126,8 @@ class RawRowBuilder:
         self._last_extracted_at: datetime | None = None
         self._last_time_extracted: object = None
         self._empty_meta = self.meta_json([])
+        self._last_moment: datetime | None = None
+        self._last_moment_text = ""
 
     def extracted_at(self, time_extracted: object) -> datetime:
         """The record's extraction time, else now; never earlier than the stream's last one."""
@@ -149,11 +151,16 @@ class RawRowBuilder:
 
     def row(
         self, data: dict[str, Any], changes: list[dict[str, str]], time_extracted: object
-    ) -> tuple[str, datetime, str, str]:
-        """Id, extraction time, `_airbyte_data` and `_airbyte_meta` of one cleaned record."""
+    ) -> tuple[str, str, str, str]:
+        """Id, extraction time (ISO text), `_airbyte_data` and `_airbyte_meta` of one cleaned
+        record."""
+        moment = self.extracted_at(time_extracted)
+        if moment is not self._last_moment:
+            self._last_moment = moment
+            self._last_moment_text = moment.isoformat()
         return (
             self._ids.next(),
-            self.extracted_at(time_extracted),
+            self._last_moment_text,
             _ENCODER.encode(data).decode("utf-8"),
             self.meta_json(changes) if changes else self._empty_meta,
         )

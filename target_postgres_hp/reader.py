@@ -22,8 +22,6 @@ from singer_sdk.singerlib.encoding import GenericSingerReader
 from target_postgres_hp.errors import BadInput
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
-_DIRTY_MARKERS = ("\\u0000", "NaN", "Infinity")
-_DIRTY_MARKERS_BYTES = tuple(marker.encode() for marker in _DIRTY_MARKERS)
 
 
 class _StateLine(msgspec.Struct):
@@ -82,9 +80,9 @@ class LineReader(GenericSingerReader[str]):
                 continue
             self.current_line = line
             if isinstance(line, bytes):
-                self.maybe_dirty = any(marker in line for marker in _DIRTY_MARKERS_BYTES)
+                self.maybe_dirty = b"\\u0000" in line or b"NaN" in line or b"Infinity" in line
             else:
-                self.maybe_dirty = any(marker in line for marker in _DIRTY_MARKERS)
+                self.maybe_dirty = "\\u0000" in line or "NaN" in line or "Infinity" in line
             message = self.deserialize_json(line)  # type: ignore[arg-type]
             message_type = message.get("type")
             callback = callbacks.get(message_type) if isinstance(message_type, str) else None

@@ -8,9 +8,16 @@ from typing import Any
 
 from singer_sdk.sql import SQLSink
 
-from target_postgres_hp.casting import RowCaster, cast_for, column_type, effective_type
+from target_postgres_hp.casting import (
+    Cast,
+    ColumnType,
+    RowCaster,
+    cast_for,
+    column_type,
+    effective_type,
+)
 from target_postgres_hp.connector import FinalColumn, PostgresConnector
-from target_postgres_hp.loading import Batch, FinalTarget
+from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection
 from target_postgres_hp.naming import (
     final_identifier,
     raw_identifier,
@@ -37,7 +44,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
         )
         self.final: FinalTarget | None = None
         self._caster = RowCaster([])
-        self._batch = Batch()
+        #: The key properties, looked up once (the SDK's property conforms them per call).
+        self.record_keys = list(self.key_properties)
+        self._writer: BatchWriter | None = None
+        self._connections: tuple[PgConnection, PgConnection] | None = None
         #: Input sequence number of the first record of the pending batch.
         self.first_pending_seq = 0
 
@@ -89,18 +99,13 @@ class PostgresSink(SQLSink[PostgresConnector]):
         if dedup:
             connector.prepare_unique_index(schema, table, keys)
         non_finite = connector.server_version >= 140000
-        self._caster = RowCaster(
-            [
-                (
-                    column.prop,
-                    cast_for(
-                        effective_type(column.wanted, column.catalog_type),
-                        non_finite_numbers=non_finite,
-                    ),
-                )
-                for column in columns
-            ]
-        )
+        plan: list[tuple[str, Cast, ColumnType | None]] = []
+        for column in columns:
+            column_kind = effective_type(column.wanted, column.catalog_type)
+            plan.append(
+                (column.prop, cast_for(column_kind, non_finite_numbers=non_finite), column_kind)
+            )
+        self._caster = RowCaster(plan)
         positions = {column.prop: index for index, column in enumerate(columns)}
         self.final = FinalTarget(
             schema=schema,
@@ -125,21 +130,28 @@ class PostgresSink(SQLSink[PostgresConnector]):
         version = message.get("version")
         generation_id = version if type(version) is int else self.active_version
         data, changes = clean_record(record) if maybe_dirty else (record, [])
-        batch = self._batch
+        writer = self._writer or self._start_batch()
         raw_id, extracted_at, data_json, meta_json = self._rows.row(
             data, changes, message.get("time_extracted")
         )
+        raw_row = (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
         if self.final is None:
-            batch.raw_rows.append((raw_id, extracted_at, None, data_json, meta_json, generation_id))
+            writer.add(raw_row, None)
             return
-        batch.raw_rows.append(
-            (raw_id, extracted_at, batch.loaded_at, data_json, meta_json, generation_id)
-        )
         values, typing_changes = self._caster.row(data)
         if typing_changes:
             meta_json = self._rows.meta_json(changes + typing_changes)
         values += (raw_id, extracted_at, meta_json, generation_id)
-        batch.final_rows.append(values)
+        writer.add(raw_row, values)
+
+    def _start_batch(self) -> BatchWriter:
+        pair = self.connector.acquire_stream_connections()
+        if pair is None:
+            msg = "no free connection for a new batch; the target drains a sink first"
+            raise RuntimeError(msg)
+        self._connections = pair
+        self._writer = BatchWriter(pair[0], pair[1], self.raw_schema, self.raw_table, self.final)
+        return self._writer
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Stage a record that arrives without its message (SDK code paths)."""
@@ -153,7 +165,28 @@ class PostgresSink(SQLSink[PostgresConnector]):
         )
 
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Write the batch to the raw and final tables in one transaction."""
-        batch, self._batch = self._batch, Batch()
-        if batch.raw_rows:
-            self.connector.write_batch(self.raw_schema, self.raw_table, self.final, batch)
+        """Commit the batch's rows in the raw and final tables."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            self._release_connections()
+
+    def _release_connections(self) -> None:
+        if self._connections is not None:
+            self.connector.release_stream_connections(self._connections)
+            self._connections = None
+
+    def clean_up(self) -> None:
+        """Roll back a batch that was never drained (the run is failing) and hand back the
+        connections."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self._release_connections()
+        super().clean_up()

@@ -206,3 +206,8 @@ def upsert_from_staging(
         ),
         wins=wins,
     )
+
+
+SAVEPOINT = sql.SQL("SAVEPOINT target_postgres_hp_batch")
+RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT target_postgres_hp_batch")
+ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT target_postgres_hp_batch")

@@ -16,6 +16,7 @@ from singer_sdk.helpers.capabilities import (
     PluginCapabilities,
     TargetCapabilities,
 )
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.sql import SQLTarget
 
@@ -147,7 +148,9 @@ class TargetPostgresHP(SQLTarget):
         maybe_dirty = self.reader.maybe_dirty
         self._record_seq += 1
         for stream_map in self.mapper.stream_maps[stream_name]:
-            mapped = stream_map.transform(copy.copy(record))
+            mapped: dict[str, Any] | None = record
+            if type(stream_map) is not SameRecordTransform or stream_map.flattening_enabled:
+                mapped = stream_map.transform(copy.copy(record))
             if mapped is None:
                 continue
             sink = self._sinks_active.get(stream_map.stream_alias)
@@ -156,19 +159,32 @@ class TargetPostgresHP(SQLTarget):
                     f"RECORD for stream {stream_map.stream_alias} arrived before that stream's"
                     " SCHEMA message"
                 )
-            for key in sink.key_properties:
+            for key in sink.record_keys:
                 if key not in mapped:
                     raise self._bad_input(
                         f"record of stream {sink.stream_name} has no value for key property {key}"
                     )
             if not sink.current_size:
                 sink.first_pending_seq = self._record_seq
+                if not self.target_connector.streaming_slots_left:
+                    self._drain_oldest_batch()
             sink.tally_record_read()
             sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
             if sink.is_full:
                 self.drain_one(sink)
                 self._emit_safe_state()
         self._handle_max_record_age()
+
+    def _drain_oldest_batch(self) -> None:
+        """Commit the batch that has waited longest, to free its connections."""
+        pending = [
+            sink
+            for sink in self._sinks_active.values()
+            if isinstance(sink, PostgresSink) and sink.current_size
+        ]
+        if pending:
+            self.drain_one(min(pending, key=lambda sink: sink.first_pending_seq))
+            self._emit_safe_state()
 
     def _process_state_message(self, message_dict: dict[str, Any]) -> None:
         """Keep the state exactly as written; emit it once every record before it is

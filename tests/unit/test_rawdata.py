@@ -54,7 +54,9 @@ def test_row_keeps_numbers_exact_and_records_changes() -> None:
         cleaned, changes, time_extracted="2024-01-02T03:04:05+02:00"
     )
     uuid.UUID(raw_id)
-    assert extracted_at == datetime(2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(extracted_at) == datetime(
+        2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc
+    )
     assert data == (
         '{"id":1180591620717411303424,"amount":12345678901234567890.123,'
         '"name":"ab","score":"NaN","text":"😀 ü"}'
