@@ -54,13 +54,21 @@ class FinalTarget:
         return derived_name(self.table, "stage")
 
 
-def latest_per_key(rows: list[list[Any]], key_positions: list[int]) -> list[list[Any]]:
-    """One row per key, the one that arrived last (rows of one stream arrive in extraction
-    order, so the last also has the latest `_airbyte_extracted_at`)."""
-    if len(key_positions) == 1:
-        position = key_positions[0]
-        return list({row[position]: row for row in rows}.values())
-    return list({tuple(row[p] for p in key_positions): row for row in rows}.values())
+def latest_per_key(
+    rows: list[list[Any]], key_positions: list[int], extracted_at_position: int
+) -> list[list[Any]]:
+    """One row per key: the latest `_airbyte_extracted_at`, then the latest arrival (SPEC §6.3).
+
+    Extraction times are fixed-width UTC ISO texts, so comparing the texts compares times.
+    """
+    winners: dict[Any, list[Any]] = {}
+    single = key_positions[0] if len(key_positions) == 1 else None
+    for row in rows:
+        key = row[single] if single is not None else tuple(row[p] for p in key_positions)
+        current = winners.get(key)
+        if current is None or row[extracted_at_position] >= current[extracted_at_position]:
+            winners[key] = row
+    return list(winners.values())
 
 
 def _copy_rows(conn: PgConnection, statement: Composed, rows: list[Any]) -> None:
@@ -147,7 +155,8 @@ class BatchWriter:
             conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
         if final is not None and conn is not None and self._kept is not None:
             if final.upsert_needed:
-                upsert(conn, final, latest_per_key(self._kept, final.key_positions))
+                winners = latest_per_key(self._kept, final.key_positions, len(final.columns) + 1)
+                upsert(conn, final, winners)
             else:
                 conn.execute(sql.RELEASE_SAVEPOINT)
         if conn is not None:

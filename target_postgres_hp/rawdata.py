@@ -98,7 +98,12 @@ def parse_time_extracted(value: object) -> datetime | None:
             return None
     else:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        return None
 
 
 def clean_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -125,22 +130,24 @@ class RawRowBuilder:
         self._ids = TimeOrderedIds()
         self._last_extracted_at: datetime | None = None
         self._last_time_extracted: object = None
+        self._last_read_at: datetime | None = None
         self._empty_meta = self.meta_json([])
         self._last_moment: datetime | None = None
         self._last_moment_text = ""
 
     def extracted_at(self, time_extracted: object) -> datetime:
-        """The record's extraction time, else now; never earlier than the stream's last one."""
+        """The record's own `time_extracted` (in UTC), else the time it was read; read times
+        never go backwards within the stream, even if the clock does."""
         last = self._last_extracted_at
-        if (
-            last is not None
-            and time_extracted is not None
-            and time_extracted == self._last_time_extracted
-        ):
+        same_as_last = time_extracted is not None and time_extracted == self._last_time_extracted
+        if last is not None and same_as_last:
             return last
-        moment = parse_time_extracted(time_extracted) or datetime.now(timezone.utc)
-        if self._last_extracted_at is not None and moment < self._last_extracted_at:
-            moment = self._last_extracted_at
+        moment = parse_time_extracted(time_extracted)
+        if moment is None:
+            moment = datetime.now(timezone.utc)
+            if self._last_read_at is not None and moment < self._last_read_at:
+                moment = self._last_read_at
+            self._last_read_at = moment
         self._last_extracted_at = moment
         self._last_time_extracted = time_extracted
         return moment
@@ -157,7 +164,8 @@ class RawRowBuilder:
         moment = self.extracted_at(time_extracted)
         if moment is not self._last_moment:
             self._last_moment = moment
-            self._last_moment_text = moment.isoformat()
+            # Fixed width, so the texts of one stream compare in time order.
+        self._last_moment_text = moment.isoformat(timespec="microseconds")
         return (
             self._ids.next(),
             self._last_moment_text,

@@ -71,13 +71,21 @@ def test_row_keeps_numbers_exact_and_records_changes() -> None:
     assert clean_record({"a": 1}) == ({"a": 1}, [])
 
 
-def test_extracted_at_never_goes_backwards() -> None:
+def test_extracted_at_is_the_records_own_time_in_utc() -> None:
     builder = RawRowBuilder(sync_id=1)
     first = builder.extracted_at("2024-01-02T00:00:00Z")
-    earlier = builder.extracted_at("2023-01-01T00:00:00Z")
-    assert earlier == first
+    assert first == datetime(2024, 1, 2, tzinfo=timezone.utc)
+    earlier = builder.extracted_at("2023-01-01T02:00:00+02:00")
+    assert earlier == datetime(2023, 1, 1, tzinfo=timezone.utc)
+    assert earlier.utcoffset() == timedelta(0)
     later = builder.extracted_at("2024-01-03T00:00:00")
     assert later == datetime(2024, 1, 3, tzinfo=timezone.utc)
+
+
+def test_read_times_never_go_backwards() -> None:
+    builder = RawRowBuilder(sync_id=1)
+    moments = [builder.extracted_at(None) for _ in range(1000)]
+    assert moments == sorted(moments)
 
 
 def test_extracted_at_defaults_to_now() -> None:
