@@ -324,5 +324,7 @@ def test_generation_id_from_the_record_version(pg_db: PgDatabase, tmp_path: Path
     assert run.returncode == 0, run.stderr
     rows = raw_rows(pg_db.admin(), RAW_TABLE)
     assert [(row[3]["id"], row[5]) for row in rows] == [(1, 1717000000000), (9, 1717000000001)]
-    final = pg_db.admin().execute("SELECT id, _airbyte_generation_id FROM tap_data.users ORDER BY id")
+    final = pg_db.admin().execute(
+        "SELECT id, _airbyte_generation_id FROM tap_data.users ORDER BY id"
+    )
     assert final.fetchall() == [(1, 1717000000000), (9, 1717000000001)]
