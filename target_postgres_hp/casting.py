@@ -195,11 +195,15 @@ _LONG_FRACTION = re.compile(r"[.,](\d{7,})")
 
 
 def json_text(value: Any) -> str:
-    """`value` as JSON text JSONB accepts (NaN/Infinity become strings)."""
-    try:
-        return _JSON.encode(value).decode("utf-8")
-    except (TypeError, ValueError, OverflowError):
-        return _JSON.encode(make_storable(value)[0]).decode("utf-8")
+    """`value` as JSON text JSONB accepts (NaN/Infinity become strings).
+
+    The encoder writes a float NaN as `null` and a Decimal NaN as a bare `NaN`; output that
+    might hold either is encoded again from the value with those made strings.
+    """
+    encoded = _JSON.encode(value)
+    if b"NaN" in encoded or b"Infinity" in encoded or b"null" in encoded:
+        encoded = _JSON.encode(make_storable(value)[0])
+    return encoded.decode("utf-8")
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -227,7 +231,9 @@ def cast_string(value: Any) -> Any:
 
 
 def _integral(value: Decimal) -> Any:
-    if not value.is_finite() or value != value.to_integral_value():
+    # adjusted() is the exponent of the leading digit: anything past 10**18 is beyond BIGINT,
+    # and rejecting it here spares building a huge int from an exponent like 1e1000000000.
+    if not value.is_finite() or value.adjusted() > 18 or value != value.to_integral_value():
         return UNFIT
     number = int(value)
     return number if BIGINT_MIN <= number <= BIGINT_MAX else UNFIT
@@ -237,6 +243,21 @@ def _numeric_text(value: str) -> Decimal | None:
     if _NUMERIC_TEXT.fullmatch(value):
         return Decimal(value.strip())
     return None
+
+
+#: PostgreSQL's NUMERIC holds up to 131072 digits before the point and 16383 after it.
+_NUMERIC_MAX_WHOLE_DIGITS = 131072
+_NUMERIC_MAX_FRACTION_DIGITS = 16383
+_NUMERIC_MAX_INT_BITS = 400_000
+
+
+def _within_numeric(number: Decimal) -> bool:
+    exponent = number.as_tuple().exponent
+    return (
+        number.adjusted() < _NUMERIC_MAX_WHOLE_DIGITS
+        and isinstance(exponent, int)
+        and -exponent <= _NUMERIC_MAX_FRACTION_DIGITS
+    )
 
 
 def cast_integer(value: Any) -> Any:
@@ -261,16 +282,22 @@ def make_cast_number(non_finite: bool) -> Cast:
     ±Infinity (PostgreSQL 14 and later)."""
 
     def finite_or_allowed(number: Decimal) -> Any:
-        if number.is_finite() or non_finite:
-            return number
-        return UNFIT
+        if number.is_finite():
+            return number if _within_numeric(number) else UNFIT
+        return number if non_finite else UNFIT
 
     def cast_number(value: Any) -> Any:
         """Any JSON number or numeric string, exactly."""
         kind = type(value)
         if kind is Decimal:
-            return value if value.is_finite() else finite_or_allowed(value)
-        if kind is int or value is None:
+            return finite_or_allowed(value)
+        if kind is int:
+            return (
+                value
+                if value.bit_length() < _NUMERIC_MAX_INT_BITS
+                else finite_or_allowed(Decimal(value))
+            )
+        if value is None:
             return value
         if kind is float:
             return finite_or_allowed(
@@ -279,7 +306,7 @@ def make_cast_number(non_finite: bool) -> Cast:
         if kind is str:
             number = _numeric_text(value)
             if number is not None:
-                return number
+                return finite_or_allowed(number)
             special = _NON_FINITE_TEXT.get(value.strip().lower())
             return UNFIT if special is None else finite_or_allowed(Decimal(special))
         return UNFIT
