@@ -91,7 +91,8 @@ def with_suffix(name: str, number: int, limit: int = MAX_IDENTIFIER_BYTES) -> st
 def derived_name(base: str, purpose: str) -> str:
     """The name of an object made from another's name (an index, a temp table): the base is
     shortened first so the purpose suffix survives PostgreSQL's 63-byte limit."""
-    return fit(f"{base}_{purpose}", f"{base}\x00{purpose}")
+    suffix = f"_{purpose}"
+    return fit(base, base, MAX_IDENTIFIER_BYTES - len(suffix.encode("utf-8"))) + suffix
 
 
 def assign_names(
@@ -118,12 +119,18 @@ def assign_names(
             assigned[source] = conformed
             owners = {**owners, conformed: source}
             claimed_by_source[source] = conformed
+    # A suffixed name never takes the plain name another source conforms to.
+    plain_names = {conformed for _, conformed in wanted}
     for source, conformed in wanted:
         if source in assigned:
             continue
         candidate = conformed
         number = 2
-        while candidate in taken or candidate in assigned.values():
+        while (
+            candidate in taken
+            or candidate in assigned.values()
+            or (candidate != conformed and candidate in plain_names)
+        ):
             candidate = with_suffix(conformed, number)
             number += 1
         assigned[source] = candidate

@@ -1035,14 +1035,17 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=12,
 )
+# Records reach the casts with NUL characters already removed (rawdata.clean_record).
+NUL_FREE = st.characters(exclude_characters="\x00")
 FINITE_JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**80), max_value=2**80)
     | st.decimals(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    | st.text(NUL_FREE, max_size=20),
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(NUL_FREE, max_size=8), children, max_size=4)
     ),
     max_leaves=12,
 )

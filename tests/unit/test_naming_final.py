@@ -272,10 +272,11 @@ def test_derived_name_of_a_long_base(base: str) -> None:
     names = {
         purpose: derived_name(base, purpose) for purpose in ("stage", "pkey", "key", "untyped")
     }
-    for name in names.values():
+    for purpose, name in names.items():
         assert size(name) <= LIMIT
         name.encode("utf-8").decode("utf-8")
-        assert HASH_TAIL.search(name)
+        # The base is cut and hashed; the purpose survives at the end.
+        assert re.search(rf"_[0-9a-f]{{8}}_{purpose}$", name)
     assert len(set(names.values())) == len(names)
     assert derived_name(base, "stage") == names["stage"]
 
@@ -295,7 +296,7 @@ def test_derived_name_properties(base: str, purpose: str) -> None:
     if size(base) + 1 + len(purpose) <= LIMIT:
         assert result == f"{base}_{purpose}"
     else:
-        assert HASH_TAIL.search(result)
+        assert re.search(rf"_[0-9a-f]{{8}}_{purpose}$", result)
 
 
 # --- assign_names ------------------------------------------------------------------------------
@@ -474,3 +475,18 @@ def test_first_of_each_clashing_group_keeps_the_plain_form(sources: list[str]) -
         else:
             assert result[source] != plain
             assert re.fullmatch(re.escape(plain) + r"_\d+", result[source])
+
+
+def test_derived_name_keeps_its_purpose_for_a_long_base() -> None:
+    name = derived_name("x" * 63, "pkey")
+    assert name.endswith("_pkey")
+    assert len(name.encode("utf-8")) <= 63
+    assert name != derived_name("x" * 62 + "y", "pkey")
+
+
+def test_suffixed_name_never_takes_another_sources_plain_name() -> None:
+    names = assign_names([("b", "x"), ("c", "x"), ("a", "x_2")], {}, frozenset())
+    assert names["a"] == "x_2"
+    assert names["b"] == "x"
+    assert names["c"] not in {"x", "x_2"}
+    assert len(set(names.values())) == 3
