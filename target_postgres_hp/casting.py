@@ -382,26 +382,30 @@ def _parse_datetime(value: Any) -> Any:
     return parsed
 
 
-def cast_timestamptz(value: Any) -> Any:
-    """ISO 8601 date-times; a string without offset means UTC."""
-    if value is None:
-        return None
-    parsed = _parse_datetime(value)
+def _utc_if_naive(parsed: Any) -> Any:
+    """A parsed date-time or time without offset means UTC. Text is left as it is: without an
+    offset PostgreSQL reads it in the session's time zone, which is UTC."""
     if parsed is UNFIT or type(parsed) is str or parsed.tzinfo is not None:
-        # Text without an offset is read in the session's time zone, which is UTC.
         return parsed
     return parsed.replace(tzinfo=timezone.utc)
 
 
-def cast_timestamp(value: Any) -> Any:
-    """ISO 8601 date-times with any offset dropped."""
-    if value is None:
-        return None
-    parsed = _parse_datetime(value)
+def _offset_dropped(parsed: Any) -> Any:
+    """A parsed date-time or time keeps its wall clock and loses its offset. Text is left as it
+    is: PostgreSQL ignores the offset of text read as TIMESTAMP."""
     if parsed is UNFIT or type(parsed) is str or parsed.tzinfo is None:
-        # PostgreSQL ignores the offset of text read as TIMESTAMP.
         return parsed
     return parsed.replace(tzinfo=None)
+
+
+def cast_timestamptz(value: Any) -> Any:
+    """ISO 8601 date-times; a string without offset means UTC."""
+    return None if value is None else _utc_if_naive(_parse_datetime(value))
+
+
+def cast_timestamp(value: Any) -> Any:
+    """ISO 8601 date-times with any offset dropped."""
+    return None if value is None else _offset_dropped(_parse_datetime(value))
 
 
 def _parse_time(value: Any) -> Any:
@@ -416,22 +420,12 @@ def _parse_time(value: Any) -> Any:
 
 def cast_timetz(value: Any) -> Any:
     """ISO 8601 times; a time without offset means UTC."""
-    if value is None:
-        return None
-    parsed = _parse_time(value)
-    if parsed is UNFIT or parsed.tzinfo is not None:
-        return parsed
-    return parsed.replace(tzinfo=timezone.utc)
+    return None if value is None else _utc_if_naive(_parse_time(value))
 
 
 def cast_time(value: Any) -> Any:
     """ISO 8601 times with any offset dropped."""
-    if value is None:
-        return None
-    parsed = _parse_time(value)
-    if parsed is UNFIT or parsed.tzinfo is None:
-        return parsed
-    return parsed.replace(tzinfo=None)
+    return None if value is None else _offset_dropped(_parse_time(value))
 
 
 def cast_date(value: Any) -> Any:

@@ -39,6 +39,15 @@ def _recorded(comment: str | None, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@contextmanager
+def _privileges_explained(action: str) -> Iterator[None]:
+    """Turn a missing privilege into the one-sentence error that names the GRANT to run."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise translate_privilege_error(error, action) from None
+
+
 def _comment(key: str, value: str) -> str:
     return json.dumps({key: value}, ensure_ascii=False)
 
@@ -73,7 +82,7 @@ class PostgresConnector(SQLConnector):
         self.settings = settings
         self.database = database or Database(settings)
         self._prepared_schemas: set[str] = set()
-        self._ddl_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._idle_pairs: list[tuple[PgConnection, PgConnection]] = []
         self._pairs_out = 0
         self.server_version = 0
@@ -108,11 +117,8 @@ class PostgresConnector(SQLConnector):
         """Create a schema once per run, naming the missing privilege if it cannot."""
         if schema_name in self._prepared_schemas:
             return
-        try:
-            with self.raw_connection() as conn:
-                conn.execute(sql.create_schema(schema_name))
-        except psycopg.errors.InsufficientPrivilege as error:
-            raise translate_privilege_error(error, f"create schema {schema_name}") from None
+        with _privileges_explained(f"create schema {schema_name}"), self.raw_connection() as conn:
+            conn.execute(sql.create_schema(schema_name))
         self._prepared_schemas.add(schema_name)
 
     def _table_for_stream(
@@ -139,15 +145,16 @@ class PostgresConnector(SQLConnector):
         """Create the raw table of a stream (and its schema) unless they exist; return its
         name."""
         self.prepare_schema(schema)
-        try:
-            with self._ddl_lock, self.raw_connection() as conn:
-                table = self._table_for_stream(conn, schema, conformed, stream)
-                primary_key = derived_name(table, "pkey")
-                index = derived_name(table, "untyped")
-                conn.execute(sql.create_raw_table(schema, table, primary_key, index))
-                conn.execute(sql.comment_on_table(schema, table, _comment("stream", stream)))
-        except psycopg.errors.InsufficientPrivilege as error:
-            raise translate_privilege_error(error, f"create table {schema}.{conformed}") from None
+        with (
+            _privileges_explained(f"create table {schema}.{conformed}"),
+            self._lock,
+            self.raw_connection() as conn,
+        ):
+            table = self._table_for_stream(conn, schema, conformed, stream)
+            primary_key = derived_name(table, "pkey")
+            index = derived_name(table, "untyped")
+            conn.execute(sql.create_raw_table(schema, table, primary_key, index))
+            conn.execute(sql.comment_on_table(schema, table, _comment("stream", stream)))
         return table
 
     def prepare_final_table(
@@ -165,48 +172,47 @@ class PostgresConnector(SQLConnector):
         new nullable columns, each with its property recorded in the column comment.
         """
         self.prepare_schema(schema)
-        try:
-            with self._ddl_lock, self.raw_connection() as conn:
-                table = self._table_for_stream(conn, schema, conformed, stream)
-                existing = conn.execute(sql.TABLE_COLUMNS, (schema, table)).fetchall()
-                owners = {name: _recorded(comment, "property") for name, _, comment in existing}
-                types = {name: type_name for name, type_name, _ in existing}
-                names = assign_names(
-                    [(prop, column) for prop, column, _ in properties], owners, RESERVED_COLUMNS
+        with (
+            _privileges_explained(f"create table {schema}.{conformed}"),
+            self._lock,
+            self.raw_connection() as conn,
+        ):
+            table = self._table_for_stream(conn, schema, conformed, stream)
+            existing = conn.execute(sql.TABLE_COLUMNS, (schema, table)).fetchall()
+            owners = {name: _recorded(comment, "property") for name, _, comment in existing}
+            types = {name: type_name for name, type_name, _ in existing}
+            names = assign_names(
+                [(prop, column) for prop, column, _ in properties], owners, RESERVED_COLUMNS
+            )
+            new = [
+                (prop, names[prop], wanted)
+                for prop, _, wanted in properties
+                if names[prop] not in types
+            ]
+            if not existing:
+                conn.execute(
+                    sql.create_final_table(
+                        schema, table, [(column, wanted.sql) for _, column, wanted in new]
+                    )
                 )
-                new = [
-                    (prop, names[prop], wanted)
-                    for prop, _, wanted in properties
-                    if names[prop] not in types
-                ]
-                if not existing:
-                    conn.execute(
-                        sql.create_final_table(
-                            schema, table, [(column, wanted.sql) for _, column, wanted in new]
-                        )
+                conn.execute(sql.comment_on_table(schema, table, _comment("stream", stream)))
+            else:
+                for _, column, wanted in new:
+                    conn.execute(sql.add_column(schema, table, column, wanted.sql))
+            for prop, column, wanted in new:
+                conn.execute(
+                    sql.comment_on_column(schema, table, column, _comment("property", prop))
+                )
+                types[column] = wanted.catalog
+                if column != prop:
+                    logger.info(
+                        "Property %r of stream %s is stored in column %r of %s.%s",
+                        prop,
+                        stream,
+                        column,
+                        schema,
+                        table,
                     )
-                    conn.execute(sql.comment_on_table(schema, table, _comment("stream", stream)))
-                else:
-                    for _, column, wanted in new:
-                        conn.execute(sql.add_column(schema, table, column, wanted.sql))
-                for prop, column, _ in new:
-                    conn.execute(
-                        sql.comment_on_column(schema, table, column, _comment("property", prop))
-                    )
-                    if column != prop:
-                        logger.info(
-                            "Property %r of stream %s is stored in column %r of %s.%s",
-                            prop,
-                            stream,
-                            column,
-                            schema,
-                            table,
-                        )
-                for prop, column, wanted in new:
-                    types[column] = wanted.catalog
-                    owners[column] = prop
-        except psycopg.errors.InsufficientPrivilege as error:
-            raise translate_privilege_error(error, f"create table {schema}.{conformed}") from None
         order = {name: position for position, name in enumerate(types)}
         columns = sorted(
             (
@@ -220,13 +226,13 @@ class PostgresConnector(SQLConnector):
     def prepare_unique_index(self, schema: str, table: str, keys: Sequence[str]) -> None:
         """The unique index a dedup stream's upsert goes through."""
         index = derived_name(table, "key")
-        with self._ddl_lock, self.raw_connection() as conn:
+        with self._lock, self.raw_connection() as conn:
             conn.execute(sql.create_unique_index(schema, table, index, keys))
 
     def acquire_stream_connections(self) -> tuple[PgConnection, PgConnection] | None:
         """Two connections for one sink's streaming batch (raw and final), or None when
         `MAX_STREAMING_BATCHES` batches already hold theirs."""
-        with self._ddl_lock:
+        with self._lock:
             if self._idle_pairs:
                 return self._idle_pairs.pop()
             if self._pairs_out >= self.MAX_STREAMING_BATCHES:
@@ -235,13 +241,13 @@ class PostgresConnector(SQLConnector):
         try:
             return self.database.connect(), self.database.connect()
         except BaseException:
-            with self._ddl_lock:
+            with self._lock:
                 self._pairs_out -= 1
             raise
 
     def release_stream_connections(self, pair: tuple[PgConnection, PgConnection]) -> None:
         """Hand back a sink's connections once its batch is committed or rolled back."""
-        with self._ddl_lock:
+        with self._lock:
             if any(conn.closed or conn.info.transaction_status for conn in pair):
                 self._pairs_out -= 1
                 for conn in pair:

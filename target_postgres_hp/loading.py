@@ -95,7 +95,7 @@ class BatchWriter:
     def __init__(
         self,
         raw_conn: PgConnection,
-        final_conn: PgConnection | None,
+        final_conn: PgConnection,
         raw_schema: str,
         raw_table: str,
         final: FinalTarget | None,
@@ -105,7 +105,6 @@ class BatchWriter:
         self.raw_statement = sql.copy_into(raw_schema, raw_table, sql.RAW_COPY_COLUMNS)
         self.final = final
         self.loaded_at = datetime.now(timezone.utc).isoformat() if final is not None else None
-        self.rows = 0
         self._raw_stack = ExitStack()
         self._final_stack = ExitStack()
         self._raw_copy: psycopg.Copy | None = None
@@ -117,7 +116,7 @@ class BatchWriter:
         raw_cursor = self._raw_stack.enter_context(self.raw_conn.cursor())
         self._raw_copy = self._raw_stack.enter_context(raw_cursor.copy(self.raw_statement))
         final, conn = self.final, self.final_conn
-        if final is None or conn is None:
+        if final is None:
             return
         if final.keys:
             self._kept = []
@@ -140,7 +139,6 @@ class BatchWriter:
                 self._final_copy.write_row(final_row)
             if self._kept is not None:
                 self._kept.append(final_row)
-        self.rows += 1
 
     def commit(self) -> None:
         """Finish both COPYs, upsert if the batch met existing keys, commit final then raw."""
@@ -149,18 +147,17 @@ class BatchWriter:
         try:
             self._final_stack.close()
         except psycopg.errors.UniqueViolation:
-            if final is None or conn is None:
+            if final is None:
                 raise
             final.upsert_needed = True
             conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
-        if final is not None and conn is not None and self._kept is not None:
+        if final is not None and self._kept is not None:
             if final.upsert_needed:
                 winners = latest_per_key(self._kept, final.key_positions, len(final.columns) + 1)
                 upsert(conn, final, winners)
             else:
                 conn.execute(sql.RELEASE_SAVEPOINT)
-        if conn is not None:
-            conn.commit()
+        conn.commit()
         self.raw_conn.commit()
 
     def abort(self) -> None:
@@ -169,7 +166,7 @@ class BatchWriter:
             with suppress(psycopg.Error):
                 stack.close()
         for conn in (self.final_conn, self.raw_conn):
-            if conn is not None and not conn.closed:
+            if not conn.closed:
                 try:
                     conn.rollback()
                 except psycopg.Error:

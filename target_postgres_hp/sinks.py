@@ -1,6 +1,6 @@
 """Sinks move one stream's records into its raw table and its typed final table: each batch is
-one transaction holding a COPY into each, so a committed record is always both stored as
-received and typed."""
+typed in Python and streamed into both tables by a `loading.BatchWriter`, which commits the
+two together at the end of the batch."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from target_postgres_hp.casting import (
     column_type,
     effective_type,
 )
-from target_postgres_hp.connector import FinalColumn, PostgresConnector
+from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection
 from target_postgres_hp.naming import (
     final_identifier,
@@ -94,7 +94,9 @@ class PostgresSink(SQLSink[PostgresConnector]):
                 for prop, spec in properties.items()
             ],
         )
-        keys = self._key_columns(columns)
+        positions = {column.prop: index for index, column in enumerate(columns)}
+        key_positions = [positions[key] for key in self.record_keys if key in positions]
+        keys = [columns[position].name for position in key_positions]
         dedup = self.load_method == "append-dedup" and bool(keys)
         if dedup:
             connector.prepare_unique_index(schema, table, keys)
@@ -106,18 +108,13 @@ class PostgresSink(SQLSink[PostgresConnector]):
                 (column.prop, cast_for(column_kind, non_finite_numbers=non_finite), column_kind)
             )
         self._caster = RowCaster(plan)
-        positions = {column.prop: index for index, column in enumerate(columns)}
         self.final = FinalTarget(
             schema=schema,
             table=table,
             columns=[column.name for column in columns],
             keys=keys if dedup else [],
-            key_positions=[positions[key] for key in self.key_properties] if dedup else [],
+            key_positions=key_positions if dedup else [],
         )
-
-    def _key_columns(self, columns: list[FinalColumn]) -> list[str]:
-        by_prop = {column.prop: column.name for column in columns}
-        return [by_prop[key] for key in self.key_properties if key in by_prop]
 
     def add_record(
         self, record: dict[str, Any], message: dict[str, Any], *, maybe_dirty: bool = True

@@ -6,15 +6,6 @@ from collections.abc import Sequence
 
 from psycopg import sql
 
-RAW_COLUMNS = (
-    "_airbyte_raw_id",
-    "_airbyte_extracted_at",
-    "_airbyte_loaded_at",
-    "_airbyte_data",
-    "_airbyte_meta",
-    "_airbyte_generation_id",
-)
-
 #: The columns a COPY into a raw table fills; `_airbyte_loaded_at` is NULL until typed.
 RAW_COPY_COLUMNS = (
     "_airbyte_raw_id",
@@ -63,14 +54,6 @@ def create_raw_table(schema: str, table: str, primary_key: str, untyped_index: s
         table=sql.Identifier(schema, table),
         primary_key=sql.Identifier(primary_key),
         index=sql.Identifier(untyped_index),
-    )
-
-
-def copy_raw(schema: str, table: str) -> sql.Composed:
-    """COPY rows into a raw table."""
-    return sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(schema, table),
-        sql.SQL(", ").join(sql.Identifier(column) for column in RAW_COPY_COLUMNS),
     )
 
 

@@ -51,10 +51,6 @@ class TargetPostgresHP(SQLTarget):
     _state_seq = 0
     _emitted_state: str | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.bookmark_properties: dict[str, list[str]] = {}
-
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
         """Add the SDK's settings for the capabilities declared above, and no others (the
@@ -107,6 +103,11 @@ class TargetPostgresHP(SQLTarget):
     def _bad_input(self, problem: str) -> BadInput:
         return BadInput(self.reader.line_number, problem)
 
+    def _record_before_schema(self, stream_name: object) -> BadInput:
+        return self._bad_input(
+            f"RECORD for stream {stream_name} arrived before that stream's SCHEMA message"
+        )
+
     def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
         """Register a stream's schema; records staged under an earlier schema of the stream are
         written first, so records are applied in arrival order across schema changes."""
@@ -119,12 +120,6 @@ class TargetPostgresHP(SQLTarget):
                 f"SCHEMA message for stream {stream_name} has no properties key"
                 ' (send "properties": {} for a stream without properties)'
             )
-        bookmarks = message_dict.get("bookmark_properties")
-        self.bookmark_properties[stream_name] = (
-            [name for name in bookmarks if isinstance(name, str)]
-            if isinstance(bookmarks, list)
-            else []
-        )
         existing = self._sinks_active.get(stream_name)
         if existing is not None and existing.current_size:
             self.drain_one(existing)
@@ -142,9 +137,7 @@ class TargetPostgresHP(SQLTarget):
         if not isinstance(record, dict):
             raise self._bad_input(f"RECORD message for stream {stream_name} has no record object")
         if stream_name not in self.mapper.stream_maps:
-            raise self._bad_input(
-                f"RECORD for stream {stream_name} arrived before that stream's SCHEMA message"
-            )
+            raise self._record_before_schema(stream_name)
         maybe_dirty = self.reader.maybe_dirty
         self._record_seq += 1
         for stream_map in self.mapper.stream_maps[stream_name]:
@@ -155,10 +148,7 @@ class TargetPostgresHP(SQLTarget):
                 continue
             sink = self._sinks_active.get(stream_map.stream_alias)
             if not isinstance(sink, PostgresSink):
-                raise self._bad_input(
-                    f"RECORD for stream {stream_map.stream_alias} arrived before that stream's"
-                    " SCHEMA message"
-                )
+                raise self._record_before_schema(stream_map.stream_alias)
             for key in sink.record_keys:
                 if key not in mapped:
                     raise self._bad_input(
@@ -170,18 +160,23 @@ class TargetPostgresHP(SQLTarget):
                     self._drain_oldest_batch()
             sink.tally_record_read()
             sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
+            sink.record_counter_metric.increment()
             if sink.is_full:
                 self.drain_one(sink)
                 self._emit_safe_state()
         self._handle_max_record_age()
 
-    def _drain_oldest_batch(self) -> None:
-        """Commit the batch that has waited longest, to free its connections."""
-        pending = [
+    def _pending_sinks(self) -> list[PostgresSink]:
+        """The sinks holding records not yet committed, retired ones included."""
+        return [
             sink
-            for sink in self._sinks_active.values()
+            for sink in [*self._sinks_active.values(), *self._sinks_to_clear]
             if isinstance(sink, PostgresSink) and sink.current_size
         ]
+
+    def _drain_oldest_batch(self) -> None:
+        """Commit the batch that has waited longest, to free its connections."""
+        pending = self._pending_sinks()
         if pending:
             self.drain_one(min(pending, key=lambda sink: sink.first_pending_seq))
             self._emit_safe_state()
@@ -200,11 +195,7 @@ class TargetPostgresHP(SQLTarget):
         state = self._latest_state
         if not state:
             return
-        pending = [
-            sink.first_pending_seq
-            for sink in [*self._sinks_active.values(), *self._sinks_to_clear]
-            if isinstance(sink, PostgresSink) and sink.current_size
-        ]
+        pending = [sink.first_pending_seq for sink in self._pending_sinks()]
         if not pending or min(pending) > self._state_seq:
             self._write_state_message(state)
 
