@@ -14,6 +14,16 @@ import psycopg
 
 EXECUTABLE = Path(sys.executable).with_name("target-postgres-hp")
 
+#: A raw table's columns as `information_schema` shows them: name, data type, nullable (SPEC §4.1).
+RAW_LAYOUT = [
+    ("_airbyte_raw_id", "character varying", "NO"),
+    ("_airbyte_extracted_at", "timestamp with time zone", "NO"),
+    ("_airbyte_loaded_at", "timestamp with time zone", "YES"),
+    ("_airbyte_data", "jsonb", "NO"),
+    ("_airbyte_meta", "jsonb", "NO"),
+    ("_airbyte_generation_id", "bigint", "NO"),
+]
+
 
 @dataclass(frozen=True)
 class Run:
@@ -38,6 +48,26 @@ class Run:
 def messages(*items: dict[str, Any] | str) -> str:
     """Singer lines from message dicts (or ready JSON text)."""
     return "".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in items)
+
+
+def schema_message(
+    stream: str, properties: dict[str, Any], keys: list[str] | None = None
+) -> dict[str, Any]:
+    """A SCHEMA message for `stream` with these top-level properties and keys."""
+    return {
+        "type": "SCHEMA",
+        "stream": stream,
+        "schema": {"type": "object", "properties": properties},
+        "key_properties": keys or [],
+    }
+
+
+def record(stream: str, data: dict[str, Any], time_extracted: str | None = None) -> dict[str, Any]:
+    """A RECORD message, with `time_extracted` when given."""
+    message: dict[str, Any] = {"type": "RECORD", "stream": stream, "record": data}
+    if time_extracted is not None:
+        message["time_extracted"] = time_extracted
+    return message
 
 
 def users_stream(count: int = 3, stream: str = "users") -> str:

@@ -17,7 +17,7 @@ from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database
 from target_postgres_hp.errors import ConnectError
 
-from .targetrun import raw_data, raw_rows, run_target, users_stream
+from .targetrun import RAW_LAYOUT, raw_data, raw_rows, run_target, users_stream
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,7 @@ def test_records_land_in_the_raw_table(pg_db: PgDatabase, tmp_path: Path) -> Non
         " WHERE table_schema = 'airbyte_internal' AND table_name = %s ORDER BY ordinal_position",
         (RAW_TABLE,),
     ).fetchall()
-    assert columns == [
-        ("_airbyte_raw_id", "character varying", "NO"),
-        ("_airbyte_extracted_at", "timestamp with time zone", "NO"),
-        ("_airbyte_loaded_at", "timestamp with time zone", "YES"),
-        ("_airbyte_data", "jsonb", "NO"),
-        ("_airbyte_meta", "jsonb", "NO"),
-        ("_airbyte_generation_id", "bigint", "NO"),
-    ]
+    assert columns == RAW_LAYOUT
     rows = raw_rows(conn, RAW_TABLE)
     assert len(rows) == 3
     sync_ids = set()

@@ -18,7 +18,14 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from servers import PgDatabase
 
-from .targetrun import messages, raw_rows, run_target
+from .targetrun import (
+    RAW_LAYOUT,
+    messages,
+    raw_rows,
+    record,
+    run_target,
+    schema_message,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,24 +48,6 @@ def admin(pg_db: PgDatabase) -> psycopg.Connection[Any]:
     conn = pg_db.admin()
     set_json_loads(lambda text: json.loads(text, parse_float=Decimal), conn)
     return conn
-
-
-def schema_message(
-    stream: str, properties: dict[str, Any], keys: list[str] | None = None
-) -> dict[str, Any]:
-    return {
-        "type": "SCHEMA",
-        "stream": stream,
-        "schema": {"type": "object", "properties": properties},
-        "key_properties": keys or [],
-    }
-
-
-def record(stream: str, data: dict[str, Any], time_extracted: str | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "RECORD", "stream": stream, "record": data}
-    if time_extracted is not None:
-        message["time_extracted"] = time_extracted
-    return message
 
 
 def load(pg_db: PgDatabase, workdir: Path, *items: dict[str, Any] | str) -> None:
@@ -153,14 +142,7 @@ def test_raw_table_layout(pg_db: PgDatabase, tmp_path: Path) -> None:
     finished_ms = int(clock.time() * 1000)
     conn = admin(pg_db)
     table = "tap_data_raw__stream_users"
-    assert columns(conn, RAW_SCHEMA, table) == [
-        ("_airbyte_raw_id", "character varying", "NO"),
-        ("_airbyte_extracted_at", "timestamp with time zone", "NO"),
-        ("_airbyte_loaded_at", "timestamp with time zone", "YES"),
-        ("_airbyte_data", "jsonb", "NO"),
-        ("_airbyte_meta", "jsonb", "NO"),
-        ("_airbyte_generation_id", "bigint", "NO"),
-    ]
+    assert columns(conn, RAW_SCHEMA, table) == RAW_LAYOUT
     # Primary key on _airbyte_raw_id, plus exactly one other index, partial on untyped rows.
     indexes = conn.execute(
         "SELECT i.indisprimary, i.indisunique,"

@@ -14,7 +14,7 @@ import pytest
 from psycopg.rows import dict_row
 from servers import PgDatabase
 
-from .targetrun import messages, raw_rows, run_target
+from .targetrun import messages, raw_rows, record, run_target, schema_message
 
 pytestmark = pytest.mark.integration
 
@@ -31,21 +31,6 @@ SAFE_NAME = re.compile(r"^\w+$")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def schema_message(
-    stream: str, properties: dict[str, Any], keys: list[str] | None = None
-) -> dict[str, Any]:
-    return {
-        "type": "SCHEMA",
-        "stream": stream,
-        "schema": {"type": "object", "properties": properties},
-        "key_properties": keys or [],
-    }
-
-
-def record(stream: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "RECORD", "stream": stream, "record": data}
 
 
 def load(pg_db: PgDatabase, workdir: Path, *items: dict[str, Any]) -> str:
