@@ -171,10 +171,54 @@ def effective_type(wanted: ColumnType, catalog_type: str | None) -> ColumnType:
     property's own type when both agree (so an `object` column stays strict)."""
     if catalog_type is None:
         return wanted
-    base = re.sub(r"\(.*\)", "", catalog_type).strip()
+    base = catalog_base(catalog_type)
     if base == wanted.catalog:
         return wanted
     return _BY_CATALOG.get(base, STRING)
+
+
+def catalog_base(catalog_type: str) -> str:
+    """A `format_type()` spelling without its modifiers: `character varying(20)` → the type."""
+    return re.sub(r"\(.*\)", "", catalog_type).strip()
+
+
+def catalog_column_type(catalog_type: str) -> ColumnType | None:
+    """The column type a `format_type()` spelling stands for, if this target knows it."""
+    return _BY_CATALOG.get(catalog_base(catalog_type))
+
+
+#: How an existing column's values are converted when its type widens (SPEC §7), by
+#: (existing type, wanted type); `{}` stands for the column. Only these changes are made: a
+#: narrower or incompatible type keeps the wider column.
+_WIDENINGS: dict[tuple[ColumnType, ColumnType], str] = {
+    (INTEGER, NUMBER): "{}::numeric",
+    (DATE, TIMESTAMPTZ): "{}::timestamp AT TIME ZONE 'UTC'",
+    (TIMESTAMP, TIMESTAMPTZ): "{} AT TIME ZONE 'UTC'",
+    (DATE, TIMESTAMP): "{}::timestamp",
+    (TIME, TIMETZ): "{}::timetz",
+}
+
+
+def widening(catalog_type: str, wanted: ColumnType) -> tuple[ColumnType, str] | None:
+    """The type an existing column must change to so it can hold `wanted` values, with the
+    conversion of its current values; None when it can already hold them or when `wanted` is
+    narrower or incompatible (the column is then kept).
+
+    Widenings: integer → number, date → timestamp, timestamp → timestamptz, time → timetz,
+    any scalar → string (the value's JSON text: `5`, `true`, `2024-01-01T10:00:00+00:00`),
+    anything → JSONB (`to_jsonb`).
+    """
+    existing = _BY_CATALOG.get(catalog_base(catalog_type))
+    if existing is None or existing.catalog == wanted.catalog:
+        return None
+    if wanted.catalog == "jsonb":
+        return (wanted, "to_jsonb({})") if existing.catalog != "jsonb" else None
+    if existing.catalog == "jsonb":
+        return None
+    if wanted is STRING:
+        return (STRING, "to_jsonb({}) #>> '{{}}'")
+    using = _WIDENINGS.get((existing, wanted))
+    return (wanted, using) if using else None
 
 
 # --- casts -------------------------------------------------------------------------------------

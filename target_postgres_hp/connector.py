@@ -17,11 +17,17 @@ import sqlalchemy as sa
 from singer_sdk.sql import SQLConnector
 
 from target_postgres_hp import sql
-from target_postgres_hp.casting import ColumnType
+from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database, translate_privilege_error
+from target_postgres_hp.dependents import dependents_set_aside
 from target_postgres_hp.loading import PgConnection
 from target_postgres_hp.naming import assign_names, derived_name
+
+#: Comment keys of the target's helper tables: a full refresh's side table, a stream's
+#: tombstones (hard-deleted keys).
+LOAD_OF = "load_of"
+DELETES_OF = "deletes_of"
 
 #: Final-table columns no property may take (SPEC §5).
 RESERVED_COLUMNS = frozenset(sql.FINAL_META_COLUMNS)
@@ -37,6 +43,16 @@ def _recorded(comment: str | None, key: str) -> str | None:
         return None
     value = parsed.get(key) if isinstance(parsed, dict) else None
     return value if isinstance(value, str) else None
+
+
+def _companion_owner(comment: str | None) -> str | None:
+    """A marker owner for the target's own helper tables (load side tables, tombstones), so no
+    stream ever adopts one as its table."""
+    for key in (LOAD_OF, DELETES_OF):
+        stream = _recorded(comment, key)
+        if stream is not None:
+            return f"\x00{key}:{stream}"
+    return None
 
 
 @contextmanager
@@ -86,6 +102,10 @@ class PostgresConnector(SQLConnector):
         self._idle_pairs: list[tuple[PgConnection, PgConnection]] = []
         self._pairs_out = 0
         self.server_version = 0
+        #: Per stream: the `bookmark_properties` of its latest SCHEMA message.
+        self.bookmarks: dict[str, list[str]] = {}
+        #: Per stream: what the run knows of it across sinks (`sinks.StreamRun`).
+        self.stream_runs: dict[str, Any] = {}
 
     def create_engine(self) -> sa.Engine:
         """An engine whose every connection is opened by `Database.connect`."""
@@ -127,7 +147,7 @@ class PostgresConnector(SQLConnector):
         """The table of `stream` in `schema`: the one recorded for it, else `conformed` unless
         another stream's table has that name, else `conformed` with a suffix (SPEC §5)."""
         owners = {
-            name: _recorded(comment, "stream")
+            name: _recorded(comment, "stream") or _companion_owner(comment)
             for name, comment in conn.execute(sql.SCHEMA_TABLES, (schema,)).fetchall()
         }
         table = assign_names([(stream, conformed)], owners, frozenset())[stream]
@@ -189,6 +209,16 @@ class PostgresConnector(SQLConnector):
                 for prop, _, wanted in properties
                 if names[prop] not in types
             ]
+            widen = [
+                (prop, names[prop], change)
+                for prop, _, wanted in properties
+                if names[prop] in types
+                and (change := widening(types[names[prop]], wanted)) is not None
+            ]
+            if widen:
+                self._widen(conn, schema, table, stream, widen)
+                for _, column, (target, _) in widen:
+                    types[column] = target.catalog
             if not existing:
                 conn.execute(
                     sql.create_final_table(
@@ -223,11 +253,165 @@ class PostgresConnector(SQLConnector):
         )
         return table, columns
 
-    def prepare_unique_index(self, schema: str, table: str, keys: Sequence[str]) -> None:
-        """The unique index a dedup stream's upsert goes through."""
+    def _widen(
+        self,
+        conn: PgConnection,
+        schema: str,
+        table: str,
+        stream: str,
+        changes: Sequence[tuple[str, str, tuple[ColumnType, str]]],
+    ) -> None:
+        """Change columns to wider types in place (SPEC §7), with the views that depend on
+        them set aside and recreated in the same transaction (SPEC §8)."""
+        columns = [column for _, column, _ in changes]
+        described = ", ".join(f"{column} to {target.sql}" for _, column, (target, _) in changes)
+        with dependents_set_aside(
+            conn,
+            schema,
+            table,
+            columns,
+            drop_cascade=self.settings.drop_cascade,
+            change=f"change the type of {schema}.{table} column {described}",
+        ):
+            for prop, column, (target, using) in changes:
+                conn.execute(sql.alter_column_type(schema, table, column, target.sql, using))
+                logger.info(
+                    "Column %r of %s.%s (property %r of stream %s) widened to %s",
+                    column,
+                    schema,
+                    table,
+                    prop,
+                    stream,
+                    target.sql,
+                )
+
+    def prepare_key_index(
+        self, schema: str, table: str, keys: Sequence[str], cursor: str | None
+    ) -> None:
+        """Give a table the unique key index of its dedup key, or none for `keys` empty.
+
+        The index records its key in its comment. When the key or the load method changed
+        since the index was made, the old index goes; before a new one is built, rows that now
+        share a key are reduced to the winner of SPEC §6.3 (the only step here that reads the
+        whole table, and only on such a change).
+        """
         index = derived_name(table, "key")
+        nulls_equal = self.server_version >= 150000
+        wanted = (
+            json.dumps({"key": list(keys), "nulls": "equal" if nulls_equal else "distinct"})
+            if keys
+            else None
+        )
         with self._lock, self.raw_connection() as conn:
-            conn.execute(sql.create_unique_index(schema, table, index, keys))
+            found = conn.execute(sql.INDEX_COMMENT, (schema, index)).fetchone()
+            if found is not None and found[0] == wanted:
+                return
+            if found is not None:
+                conn.execute(sql.drop_index(schema, index))
+            if not keys:
+                if found is not None:
+                    logger.info(
+                        "Dropped key index %s of %s.%s: no dedup key now", index, schema, table
+                    )
+                return
+            deleted = conn.execute(sql.delete_key_losers(schema, table, keys, cursor)).rowcount
+            if deleted:
+                logger.warning(
+                    "Key of %s.%s is now (%s): %d rows that shared a key with a better row were"
+                    " removed",
+                    schema,
+                    table,
+                    ", ".join(keys),
+                    deleted,
+                )
+            conn.execute(
+                sql.create_unique_index(schema, table, index, keys, nulls_equal=nulls_equal)
+            )
+            conn.execute(sql.comment_on_index(schema, index, wanted or ""))
+
+    def prepare_companion(
+        self,
+        schema: str,
+        name: str,
+        like: tuple[str, str],
+        comment: tuple[str, str],
+        *,
+        fresh: bool,
+    ) -> None:
+        """Create (or, with `fresh`, re-create) a helper table with the columns of a final
+        table `like` (schema, table), or bring an existing one up to the final table's
+        columns and types. `comment` is the (key, stream) recorded on it."""
+        self.prepare_schema(schema)
+        with (
+            _privileges_explained(f"create table {schema}.{name}"),
+            self._lock,
+            self.raw_connection() as conn,
+        ):
+            if fresh:
+                conn.execute(sql.drop_table(schema, name))
+            have = {
+                column: type_name
+                for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, (schema, name))
+            }
+            if not have:
+                conn.execute(sql.create_table_like(schema, name, *like))
+                conn.execute(sql.comment_on_table(schema, name, _comment(*comment)))
+                return
+            for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, like).fetchall():
+                if column not in have:
+                    conn.execute(sql.add_column(schema, name, column, type_name))
+                elif have[column] != type_name:
+                    target = catalog_column_type(type_name)
+                    change = widening(have[column], target) if target else None
+                    using = change[1] if change else "{}::" + type_name
+                    conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
+
+    def has_rows(self, schema: str, table: str) -> bool:
+        """Whether a table holds any row."""
+        with self.raw_connection() as conn:
+            return conn.execute(sql.has_rows(schema, table)).fetchone() is not None
+
+    def replace_contents(
+        self,
+        final: tuple[str, str] | None,
+        side: tuple[str, str] | None,
+        raw: tuple[str, str],
+        first_raw_id: str | None,
+    ) -> int:
+        """End a full refresh atomically (SPEC §6.1): the final table's rows become the side
+        table's, inside the existing table so views on it stay; the side table goes; raw rows
+        of earlier loads go. Returns the number of rows the load left (final, else raw)."""
+        with self._lock, self.raw_connection() as conn:
+            count = 0
+            if final is not None and side is not None:
+                columns = [
+                    column for column, _, _ in conn.execute(sql.TABLE_COLUMNS, side).fetchall()
+                ]
+                try:
+                    with conn.transaction():
+                        conn.execute(sql.truncate(*final))
+                except psycopg.errors.FeatureNotSupported:
+                    # TRUNCATE is refused when a foreign key points at the table.
+                    conn.execute(sql.delete_all(*final))
+                count = conn.execute(sql.insert_from(*final, *side, columns)).rowcount
+                conn.execute(sql.drop_table(*side))
+            if first_raw_id is not None:
+                conn.execute(sql.delete_raw_before(*raw), (first_raw_id,))
+            else:
+                conn.execute(sql.delete_all(*raw))
+            if final is None:
+                found = conn.execute(sql.count_rows(*raw)).fetchone()
+                count = found[0] if found else 0
+        return count
+
+    def keep_generation(self, tables: Sequence[tuple[str, str]], version: int) -> list[int]:
+        """Apply ACTIVATE_VERSION: remove every row of another Singer table version from the
+        given tables, in one transaction; returns the rows removed from each."""
+        with self._lock, self.raw_connection() as conn:
+            return [
+                conn.execute(sql.delete_other_generations(*table), (version,)).rowcount
+                for table in tables
+            ]
 
     def acquire_stream_connections(self) -> tuple[PgConnection, PgConnection] | None:
         """Two connections for one sink's streaming batch (raw and final), or None when

@@ -8,8 +8,10 @@ one; a crash between the two leaves typed rows whose state was never emitted, wh
 run re-delivers (an upsert replaces them; an append stream may hold them twice).
 
 A dedup stream's COPY goes into the final table inside a savepoint: the unique index on the key
-proves no row of the batch meets an existing row or another row of the batch. If it does, the
-savepoint is rolled back and the batch, reduced to its last row per key, is staged and upserted.
+proves no row of the batch meets an existing row or another row of the batch. If it does (or
+the batch holds a delete), the savepoint is rolled back and the batch is staged, reduced to its
+winner per key in SQL (cursor, then extraction time, then arrival: SPEC §6.3) and upserted
+through the key index, so the cost follows the batch, not the table.
 """
 
 from __future__ import annotations
@@ -34,12 +36,20 @@ class FinalTarget:
     """Where a sink's typed rows go, and how."""
 
     schema: str
+    #: The table written: the final table, or a full refresh's side table.
     table: str
     #: Property columns in table order; every row ends with the `_airbyte_` columns.
     columns: list[str]
-    #: Key columns of an append-dedup stream; empty for append.
+    #: Key columns of a deduplicated stream; empty for append.
     keys: list[str] = field(default_factory=list)
-    key_positions: list[int] = field(default_factory=list)
+    #: The cursor column (first bookmark property), which decides between rows of a key.
+    cursor: str | None = None
+    #: Deletion marker columns, when a marked record removes its key (hard_delete).
+    deleted: list[str] = field(default_factory=list)
+    #: Where removed keys are remembered (schema, table), so older records stay out.
+    tombstones: tuple[str, str] | None = None
+    #: Whether the stream has removed keys on record.
+    has_tombstones: bool = False
     #: Set once a batch met rows already in the table, so later batches upsert directly.
     upsert_needed: bool = False
 
@@ -53,22 +63,11 @@ class FinalTarget:
         """The transaction-private table an upsert stages rows in."""
         return derived_name(self.table, "stage")
 
-
-def latest_per_key(
-    rows: list[list[Any]], key_positions: list[int], extracted_at_position: int
-) -> list[list[Any]]:
-    """One row per key: the latest `_airbyte_extracted_at`, then the latest arrival (SPEC §6.3).
-
-    Extraction times are fixed-width UTC ISO texts, so comparing the texts compares times.
-    """
-    winners: dict[Any, list[Any]] = {}
-    single = key_positions[0] if len(key_positions) == 1 else None
-    for row in rows:
-        key = row[single] if single is not None else tuple(row[p] for p in key_positions)
-        current = winners.get(key)
-        if current is None or row[extracted_at_position] >= current[extracted_at_position]:
-            winners[key] = row
-    return list(winners.values())
+    @property
+    def copy_directly(self) -> bool:
+        """Whether a batch may try the plain COPY: no earlier batch met existing keys and no
+        removed key has to be checked."""
+        return not (self.upsert_needed or self.has_tombstones)
 
 
 def _copy_rows(conn: PgConnection, statement: Composed, rows: list[Any]) -> None:
@@ -77,16 +76,56 @@ def _copy_rows(conn: PgConnection, statement: Composed, rows: list[Any]) -> None
             copy.write_row(row)
 
 
-def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]]) -> None:
-    """Stage `rows` and merge them into the final table by key (SPEC §6.3)."""
-    columns = final.all_columns
+def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, deletes: bool) -> None:
+    """Stage a batch and merge its winner per key into the table (SPEC §6.3).
+
+    With hard deletes in play (`deletes`: the batch holds a delete; or keys were removed
+    before), winners beaten by a recorded delete are dropped first, winning deletes remove
+    their row, and the deletes are recorded.
+    """
+    columns, keys, cursor = final.all_columns, final.keys, final.cursor
     conn.execute(sql.create_staging_table(final.staging, final.schema, final.table))
     _copy_rows(conn, sql.copy_into("pg_temp", final.staging, columns), rows)
-    conn.execute(
-        sql.upsert_from_staging(
-            final.staging, final.schema, final.table, columns, final.keys, cursor=None
+    if not (final.deleted and (deletes or final.has_tombstones)):
+        conn.execute(
+            sql.upsert_rows(
+                sql.distinct_winners(final.staging, keys, cursor),
+                final.schema,
+                final.table,
+                columns,
+                keys,
+                cursor,
+            )
         )
-    )
+        return
+    winners = derived_name(final.table, "winners")
+    conn.execute(sql.create_winners_table(winners, final.staging, keys, cursor))
+    if final.has_tombstones and final.tombstones is not None:
+        for statement in sql.discard_beaten_by_tombstones(winners, *final.tombstones, keys, cursor):
+            conn.execute(statement)
+    removed = [
+        ctid
+        for (ctid,) in conn.execute(
+            sql.upsert_rows(
+                sql.temp_table(winners),
+                final.schema,
+                final.table,
+                columns,
+                keys,
+                cursor,
+                deleted=final.deleted,
+            )
+        )
+    ]
+    if removed:
+        conn.execute(sql.delete_by_ctid(final.schema, final.table), (removed,))
+    if deletes and final.tombstones is not None:
+        conn.execute(
+            sql.upsert_rows(
+                sql.winners_where(winners, final.deleted), *final.tombstones, columns, keys, cursor
+            )
+        )
+        final.has_tombstones = True
 
 
 class BatchWriter:
@@ -111,6 +150,8 @@ class BatchWriter:
         self._final_copy: psycopg.Copy | None = None
         #: Typed rows kept for the upsert a dedup batch may need.
         self._kept: list[list[Any]] | None = None
+        #: Whether the batch holds a record that deletes its key (hard_delete).
+        self.saw_delete = False
 
     def _open(self) -> None:
         raw_cursor = self._raw_stack.enter_context(self.raw_conn.cursor())
@@ -120,7 +161,7 @@ class BatchWriter:
             return
         if final.keys:
             self._kept = []
-            if final.upsert_needed:
+            if not final.copy_directly:
                 return
             conn.execute(sql.SAVEPOINT)
         final_cursor = self._final_stack.enter_context(conn.cursor())
@@ -141,9 +182,11 @@ class BatchWriter:
                 self._kept.append(final_row)
 
     def commit(self) -> None:
-        """Finish both COPYs, upsert if the batch met existing keys, commit final then raw."""
+        """Finish both COPYs, upsert if the batch met existing keys (or holds deletes), commit
+        final then raw."""
         final, conn = self.final, self.final_conn
         self._raw_stack.close()
+        copied = self._final_copy is not None
         try:
             self._final_stack.close()
         except psycopg.errors.UniqueViolation:
@@ -151,12 +194,16 @@ class BatchWriter:
                 raise
             final.upsert_needed = True
             conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
+            copied = False
         if final is not None and self._kept is not None:
-            if final.upsert_needed:
-                winners = latest_per_key(self._kept, final.key_positions, len(final.columns) + 1)
-                upsert(conn, final, winners)
-            else:
+            if copied and self.saw_delete:
+                # Deletes never go in as rows: take the batch through the upsert.
+                conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
+                copied = False
+            if copied:
                 conn.execute(sql.RELEASE_SAVEPOINT)
+            else:
+                upsert(conn, final, self._kept, deletes=self.saw_delete)
         conn.commit()
         self.raw_conn.commit()
 

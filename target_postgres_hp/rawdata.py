@@ -33,13 +33,15 @@ class TimeOrderedIds:
 
     def __init__(self) -> None:
         self._counter = int.from_bytes(os.urandom(10), "big") & _COUNTER_MASK
+        self._millis = 0
 
     def next(self) -> str:
-        """The next id."""
+        """The next id; never smaller than the previous one, even if the clock steps back."""
         self._counter = (self._counter + 1) & _COUNTER_MASK
         counter = self._counter
+        self._millis = max(self._millis, time.time_ns() // 1_000_000)
         value = (
-            (time.time_ns() // 1_000_000) << 80
+            self._millis << 80
             | 0x7 << 76
             | (counter >> 62) << 64
             | 0b10 << 62

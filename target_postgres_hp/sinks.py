@@ -4,6 +4,7 @@ two together at the end of the batch."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from singer_sdk.sql import SQLSink
@@ -16,15 +17,36 @@ from target_postgres_hp.casting import (
     column_type,
     effective_type,
 )
-from target_postgres_hp.connector import PostgresConnector
+from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
 from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection
 from target_postgres_hp.naming import (
+    derived_name,
     final_identifier,
     raw_identifier,
     raw_table_name,
     split_stream_name,
 )
 from target_postgres_hp.rawdata import RawRowBuilder, clean_record
+
+#: Properties whose value marks a record as a delete (SPEC §6.3).
+DELETION_MARKERS = ("_ab_cdc_deleted_at", "_sdc_deleted_at")
+
+
+@dataclass
+class StreamRun:
+    """What a run knows of one stream across its sinks (a SCHEMA change replaces the sink)."""
+
+    #: The Singer table version given to records that carry none (last ACTIVATE_VERSION).
+    active_version: int = 0
+    #: An ACTIVATE_VERSION waiting for a record of its version (SPEC §6.1).
+    pending_version: int | None = None
+    #: The table versions of the records received.
+    versions: set[int] = field(default_factory=set)
+    #: Full refresh: a load is open (its side table exists) and how many records it holds.
+    load_open: bool = False
+    load_records: int = 0
+    #: Full refresh: the raw id of the load's first record; earlier raw rows are older loads.
+    first_raw_id: str | None = None
 
 
 class PostgresSink(SQLSink[PostgresConnector]):
@@ -38,7 +60,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         settings = self.connector.settings
         self.MAX_SIZE_DEFAULT = settings.batch_size_rows
         self._rows = RawRowBuilder(sync_id=self.sync_started_at)
-        self.active_version = 0
+        self.run = self.connector.stream_runs.setdefault(self.stream_name, StreamRun())
+        self._last_version: int | None = None
         self.load_method = settings.load_method_for(
             self.stream_name, has_keys=bool(self.key_properties)
         )
@@ -50,6 +73,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._connections: tuple[PgConnection, PgConnection] | None = None
         #: Input sequence number of the first record of the pending batch.
         self.first_pending_seq = 0
+        #: Positions of the deletion markers in a final row, when deletes remove rows.
+        self._delete_positions: list[int] = []
+        #: The final table (schema, name) when records go to a full refresh's side table.
+        self.replaces: tuple[str, str] | None = None
 
     @property
     def namespace(self) -> str:
@@ -71,12 +98,23 @@ class PostgresSink(SQLSink[PostgresConnector]):
         """Schema of the raw table."""
         return raw_identifier(self.connector.settings.raw_data_schema)
 
+    def _remove_sdc_metadata_from_schema(self) -> None:
+        """Keep every property the tap declared, `_sdc_*` ones included: `_sdc_deleted_at`
+        marks deletes (SPEC §6.3), and the final table mirrors the tap's schema."""
+
     def get_validator(self) -> None:
         """Records are never rejected for failing JSON-schema validation (SPEC §4.4)."""
         return
 
+    @property
+    def overwrite(self) -> bool:
+        """Whether each load replaces the stream's table (full refresh)."""
+        return self.load_method == "overwrite"
+
     def setup(self) -> None:
-        """Create the raw table, then create or extend the final table and plan the casts."""
+        """Create the raw table, create or evolve the final table (and, for a full refresh,
+        the side table the load is built in), match its key index to the load method, and
+        plan the casts."""
         connector = self.connector
         self.raw_table = connector.prepare_raw_table(
             self.raw_schema, raw_table_name(self.namespace, self.stream_table), self.stream_name
@@ -95,11 +133,18 @@ class PostgresSink(SQLSink[PostgresConnector]):
             ],
         )
         positions = {column.prop: index for index, column in enumerate(columns)}
-        key_positions = [positions[key] for key in self.record_keys if key in positions]
-        keys = [columns[position].name for position in key_positions]
-        dedup = self.load_method == "append-dedup" and bool(keys)
-        if dedup:
-            connector.prepare_unique_index(schema, table, keys)
+        names = [column.name for column in columns]
+        keys = [names[positions[key]] for key in self.record_keys if key in positions]
+        if self.load_method == "append" or len(keys) != len(self.record_keys):
+            keys = []
+        cursor = self._cursor_column(positions, names)
+        connector.prepare_key_index(schema, table, keys, cursor)
+        deleting = bool(keys) and connector.settings.cdc_deletion_mode == "hard_delete"
+        self._delete_positions = (
+            [positions[marker] for marker in DELETION_MARKERS if marker in positions]
+            if deleting
+            else []
+        )
         non_finite = connector.server_version >= 140000
         plan: list[tuple[str, Cast, ColumnType | None]] = []
         for column in columns:
@@ -111,10 +156,53 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.final = FinalTarget(
             schema=schema,
             table=table,
-            columns=[column.name for column in columns],
-            keys=keys if dedup else [],
-            key_positions=key_positions if dedup else [],
+            columns=names,
+            keys=keys,
+            cursor=cursor,
+            deleted=[names[position] for position in self._delete_positions],
         )
+        if self.overwrite:
+            self.replaces = (schema, table)
+            self.final.table = derived_name(table, "load")
+            if self.run.load_open:
+                self._prepare_side(fresh=False)
+        elif self._delete_positions:
+            tombstones = (self.raw_schema, derived_name(self.raw_table, "deletes"))
+            connector.prepare_companion(
+                *tombstones, (schema, table), (DELETES_OF, self.stream_name), fresh=False
+            )
+            connector.prepare_key_index(*tombstones, keys, cursor)
+            self.final.tombstones = tombstones
+            self.final.has_tombstones = connector.has_rows(*tombstones)
+
+    def _cursor_column(self, positions: dict[str, int], names: list[str]) -> str | None:
+        """The column of the stream's cursor: the first of its `bookmark_properties`."""
+        bookmarks = self.connector.bookmarks.get(self.stream_name) or []
+        if not bookmarks:
+            return None
+        cursor = bookmarks[0]
+        if cursor not in positions:
+            self.logger.warning(
+                "Bookmark property %r of stream %s is not a top-level property; rows of a key"
+                " are decided by extraction time and arrival",
+                cursor,
+                self.stream_name,
+            )
+            return None
+        return names[positions[cursor]]
+
+    def _prepare_side(self, *, fresh: bool) -> None:
+        """The table a full refresh's load is built in, beside the live table (SPEC §6.1)."""
+        final, replaces = self.final, self.replaces
+        if final is None or replaces is None:
+            return
+        self.connector.prepare_companion(
+            final.schema, final.table, replaces, (LOAD_OF, self.stream_name), fresh=fresh
+        )
+        if fresh:
+            final.upsert_needed = False
+        self.connector.prepare_key_index(final.schema, final.table, final.keys, final.cursor)
+        self.run.load_open = True
 
     def add_record(
         self, record: dict[str, Any], message: dict[str, Any], *, maybe_dirty: bool = True
@@ -125,23 +213,37 @@ class PostgresSink(SQLSink[PostgresConnector]):
         (the reader saw none in the line), which skips the walk that would find them.
         """
         version = message.get("version")
-        generation_id = version if type(version) is int else self.active_version
+        run = self.run
+        generation_id = version if type(version) is int else run.active_version
+        if generation_id != self._last_version:
+            run.versions.add(generation_id)
+            self._last_version = generation_id
         data, changes = clean_record(record) if maybe_dirty else (record, [])
         writer = self._writer or self._start_batch()
         raw_id, extracted_at, data_json, meta_json = self._rows.row(
             data, changes, message.get("time_extracted")
         )
         raw_row = (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
+        if self.overwrite:
+            run.load_records += 1
+            if run.first_raw_id is None:
+                run.first_raw_id = raw_id
         if self.final is None:
             writer.add(raw_row, None)
             return
         values, typing_changes = self._caster.row(data)
+        for position in self._delete_positions:
+            if values[position] is not None:
+                writer.saw_delete = True
         if typing_changes:
             meta_json = self._rows.meta_json(changes + typing_changes)
         values += (raw_id, extracted_at, meta_json, generation_id)
         writer.add(raw_row, values)
 
     def _start_batch(self) -> BatchWriter:
+        if self.overwrite and not self.run.load_open:
+            self._prepare_side(fresh=True)
+            self.run.load_open = True
         pair = self.connector.acquire_stream_connections()
         if pair is None:
             msg = "no free connection for a new batch; the target drains a sink first"
@@ -155,11 +257,81 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.add_record(record, {})
 
     def activate_version(self, new_version: int) -> None:
-        """Keep the version as the generation id of later records that carry none."""
-        self.active_version = new_version
-        self.logger.info(
-            "ACTIVATE_VERSION %s recorded for stream %s", new_version, self.stream_name
+        """Apply ACTIVATE_VERSION (SPEC §6.1), every record before it being committed: the
+        stream's tables keep only rows of `new_version`. One that arrives before any record
+        of its version waits for the next one, or for the end of input."""
+        run = self.run
+        run.active_version = new_version
+        ready = run.pending_version == new_version or (
+            run.load_records > 0 if self.overwrite else new_version in run.versions
         )
+        if not ready:
+            run.pending_version = new_version
+            self.logger.info(
+                "ACTIVATE_VERSION %s of stream %s waits for a record of that version or the"
+                " end of input, so the table is not emptied at the start of a reload",
+                new_version,
+                self.stream_name,
+            )
+            return
+        run.pending_version = None
+        if self.overwrite:
+            self.finish_load()
+            return
+        tables = [(self.raw_schema, self.raw_table)]
+        if self.final is not None:
+            tables.append((self.final.schema, self.final.table))
+        removed = self.connector.keep_generation(tables, new_version)
+        self.logger.info(
+            "ACTIVATE_VERSION %s of stream %s applied: %s rows of other versions removed",
+            new_version,
+            self.stream_name,
+            " and ".join(
+                f"{count} {kind}" for count, kind in zip(removed, ("raw", "final"), strict=False)
+            ),
+        )
+
+    def finish_load(self) -> None:
+        """End a full refresh: the final table's contents become the load's, atomically, and
+        raw rows of earlier loads go (SPEC §6.1)."""
+        run = self.run
+        if not run.load_open and self.final is not None:
+            return
+        side = (self.final.schema, self.final.table) if self.final is not None else None
+        count = self.connector.replace_contents(
+            self.replaces, side, (self.raw_schema, self.raw_table), run.first_raw_id
+        )
+        self.logger.info(
+            "Full refresh of stream %s done: %s now holds the %s rows of this load",
+            self.stream_name,
+            ".".join(self.replaces or (self.raw_schema, self.raw_table)),
+            count,
+        )
+        run.load_open = False
+        run.load_records = 0
+        run.first_raw_id = None
+
+    def finish_run(self) -> None:
+        """At the end of input, with every record committed: end an open full refresh and
+        apply an ACTIVATE_VERSION still waiting for its records."""
+        run = self.run
+        if self.overwrite:
+            if run.load_open or self.final is None:
+                self.finish_load()
+            run.pending_version = None
+            return
+        pending = run.pending_version
+        if pending is None:
+            return
+        if pending in run.versions:
+            self.activate_version(pending)
+        else:
+            self.logger.warning(
+                "ACTIVATE_VERSION %s of stream %s was not applied: no record of that version"
+                " arrived, and applying it would have emptied the table",
+                pending,
+                self.stream_name,
+            )
 
     def process_batch(self, context: dict[str, Any]) -> None:
         """Commit the batch's rows in the raw and final tables."""

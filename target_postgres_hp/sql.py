@@ -133,12 +133,76 @@ def copy_into(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
     )
 
 
-def create_unique_index(schema: str, table: str, index: str, keys: Sequence[str]) -> sql.Composed:
-    """The unique index on a dedup stream's key columns, used by the upsert."""
-    return sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})").format(
+def create_unique_index(
+    schema: str, table: str, index: str, keys: Sequence[str], *, nulls_equal: bool
+) -> sql.Composed:
+    """The unique index on a dedup stream's key columns, used by the upsert. With
+    `nulls_equal` (PostgreSQL 15+) NULL key components compare equal (SPEC §6.3)."""
+    return sql.SQL("CREATE UNIQUE INDEX {} ON {} ({}){}").format(
         sql.Identifier(index),
         sql.Identifier(schema, table),
         sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+        sql.SQL(" NULLS NOT DISTINCT" if nulls_equal else ""),
+    )
+
+
+def comment_on_index(schema: str, index: str, comment: str) -> sql.Composed:
+    """Record which key an index was made for."""
+    return sql.SQL("COMMENT ON INDEX {} IS {}").format(
+        sql.Identifier(schema, index), sql.Literal(comment)
+    )
+
+
+def drop_index(schema: str, index: str) -> sql.Composed:
+    """Drop an index the stream no longer uses."""
+    return sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, index))
+
+
+#: The comment of an index, if the index exists.
+INDEX_COMMENT = sql.SQL(
+    "SELECT obj_description(c.oid, 'pg_class')"
+    " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'i'"
+)
+
+
+def _winner_order(keys: Sequence[str], cursor: str | None) -> sql.Composed:
+    """Key columns, then the best row first: greatest cursor (NULL last), latest
+    `_airbyte_extracted_at`, latest arrival (raw ids are time-ordered)."""
+    order: list[sql.Composable] = [sql.Identifier(key) for key in keys]
+    if cursor is not None:
+        order.append(sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(cursor)))
+    order += [sql.SQL("_airbyte_extracted_at DESC"), sql.SQL("_airbyte_raw_id DESC")]
+    return sql.SQL(", ").join(order)
+
+
+def beats(new: sql.Composable, old: sql.Composable, cursor: str | None) -> sql.Composed:
+    """True when row `new` wins over row `old` of the same key (SPEC §6.3): greater cursor (a
+    NULL cursor loses), then later `_airbyte_extracted_at`, then later arrival; `new` is
+    always the later arrival."""
+    newer_extraction = "{new}._airbyte_extracted_at >= {old}._airbyte_extracted_at"
+    if cursor is None:
+        return sql.SQL(newer_extraction).format(new=new, old=old)
+    template = (
+        "(({new}.{c} IS NOT NULL AND ({old}.{c} IS NULL OR {new}.{c} > {old}.{c}))"
+        " OR ({new}.{c} IS NOT DISTINCT FROM {old}.{c} AND " + newer_extraction + "))"
+    )
+    return sql.SQL(template).format(new=new, old=old, c=sql.Identifier(cursor))
+
+
+def delete_key_losers(
+    schema: str, table: str, keys: Sequence[str], cursor: str | None
+) -> sql.Composed:
+    """Leave one row per key in a table that had none (a key change): the winner of SPEC §6.3.
+    Runs over the whole table, which only a change of key or load method asks for."""
+    return sql.SQL(
+        "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM (SELECT ctid,"
+        " row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS place FROM {table})"
+        " AS ranked WHERE place > 1)"
+    ).format(
+        table=sql.Identifier(schema, table),
+        keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+        order=_winner_order([], cursor),
     )
 
 
@@ -149,48 +213,321 @@ def create_staging_table(staging: str, schema: str, table: str) -> sql.Composed:
     )
 
 
-def upsert_from_staging(
-    staging: str,
+def create_winners_table(
+    winners: str, staging: str, keys: Sequence[str], cursor: str | None
+) -> sql.Composed:
+    """The staged batch reduced to its winner per key, as a transaction-private table."""
+    return sql.SQL(
+        "CREATE TEMPORARY TABLE {winners} ON COMMIT DROP AS"
+        " SELECT DISTINCT ON ({keys}) * FROM pg_temp.{staging} ORDER BY {order}"
+    ).format(
+        winners=sql.Identifier(winners),
+        keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+        staging=sql.Identifier(staging),
+        order=_winner_order(keys, cursor),
+    )
+
+
+def discard_beaten_by_tombstones(
+    winners: str, schema: str, tombstones: str, keys: Sequence[str], cursor: str | None
+) -> list[sql.Composed]:
+    """Drop the batch winners that a recorded delete beats, so an older record never brings a
+    deleted key back. Two statements: keys without NULLs go through the tombstones' unique
+    index; keys with NULL components compare with IS NOT DISTINCT FROM."""
+    batch, dead = sql.Identifier("batch"), sql.Identifier("dead")
+    loses = beats(dead, batch, cursor)
+    equal = sql.SQL(" AND ").join(
+        sql.SQL("dead.{k} = batch.{k}").format(k=sql.Identifier(key)) for key in keys
+    )
+    has_null = sql.SQL(" OR ").join(
+        sql.SQL("batch.{} IS NULL").format(sql.Identifier(key)) for key in keys
+    )
+    not_distinct = sql.SQL(" AND ").join(
+        sql.SQL("dead.{k} IS NOT DISTINCT FROM batch.{k}").format(k=sql.Identifier(key))
+        for key in keys
+    )
+    statement = sql.SQL(
+        "DELETE FROM pg_temp.{winners} AS batch USING {tombstones} AS dead"
+        " WHERE {match} AND {loses}"
+    )
+    return [
+        statement.format(
+            winners=sql.Identifier(winners),
+            tombstones=sql.Identifier(schema, tombstones),
+            match=match,
+            loses=loses,
+        )
+        for match in (equal, sql.SQL("({}) AND {}").format(has_null, not_distinct))
+    ]
+
+
+def upsert_rows(
+    source: sql.Composable,
     schema: str,
     table: str,
     columns: Sequence[str],
     keys: Sequence[str],
     cursor: str | None,
+    deleted: Sequence[str] = (),
 ) -> sql.Composed:
-    """Insert the staged rows; a row whose key exists replaces it only if it wins (SPEC §6.3):
-    greater cursor (a NULL cursor loses), then later `_airbyte_extracted_at`, then later
-    arrival, which for a staged row is always later."""
-    target = sql.Identifier(schema, table)
-    newer_extraction = sql.SQL("EXCLUDED._airbyte_extracted_at >= {}._airbyte_extracted_at").format(
-        sql.Identifier(table)
-    )
-    if cursor is None:
-        wins = newer_extraction
-    else:
-        new = sql.SQL("EXCLUDED.{}").format(sql.Identifier(cursor))
-        old = sql.SQL("{}.{}").format(sql.Identifier(table), sql.Identifier(cursor))
-        wins = sql.SQL(
-            "(({new} IS NOT NULL AND ({old} IS NULL OR {new} > {old}))"
-            " OR ({new} IS NOT DISTINCT FROM {old} AND {newer}))"
-        ).format(new=new, old=old, newer=newer_extraction)
+    """Insert the rows `source` selects (at most one per key); a row whose key exists replaces
+    it only if it wins (SPEC §6.3). With `deleted` marker columns the statement returns the
+    ctid of every written row that is a delete, for the caller to remove."""
     column_list = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
-    return sql.SQL(
-        "INSERT INTO {target} AS {alias} ({columns}) SELECT {columns} FROM pg_temp.{staging}"
+    statement = sql.SQL(
+        "INSERT INTO {target} AS {alias} ({columns}) SELECT {columns} FROM {source}"
         " ON CONFLICT ({keys}) DO UPDATE SET {assignments} WHERE {wins}"
     ).format(
-        target=target,
+        target=sql.Identifier(schema, table),
         alias=sql.Identifier(table),
         columns=column_list,
-        staging=sql.Identifier(staging),
+        source=source,
         keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
         assignments=sql.SQL(", ").join(
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(column), sql.Identifier(column))
             for column in columns
         ),
-        wins=wins,
+        wins=beats(sql.SQL("EXCLUDED"), sql.Identifier(table), cursor),
+    )
+    if not deleted:
+        return statement
+    marked = sql.SQL(" OR ").join(
+        sql.SQL("{} IS NOT NULL").format(sql.Identifier(column)) for column in deleted
+    )
+    return sql.SQL(
+        "WITH written AS ({} RETURNING ctid, {} AS deleted)"
+        " SELECT ctid::text FROM written WHERE deleted"
+    ).format(statement, marked)
+
+
+def distinct_winners(staging: str, keys: Sequence[str], cursor: str | None) -> sql.Composed:
+    """A subquery: the staged batch reduced to its winner per key."""
+    return sql.SQL(
+        "(SELECT DISTINCT ON ({keys}) * FROM pg_temp.{staging} ORDER BY {order}) AS batch"
+    ).format(
+        keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+        staging=sql.Identifier(staging),
+        order=_winner_order(keys, cursor),
+    )
+
+
+def temp_table(name: str) -> sql.Composed:
+    """A transaction-private table as an upsert source."""
+    return sql.SQL("pg_temp.{}").format(sql.Identifier(name))
+
+
+def winners_where(winners: str, deleted: Sequence[str]) -> sql.Composed:
+    """The delete rows among the winners, as an upsert source."""
+    return sql.SQL("pg_temp.{} WHERE {}").format(
+        sql.Identifier(winners),
+        sql.SQL(" OR ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in deleted),
+    )
+
+
+def delete_by_ctid(schema: str, table: str) -> sql.Composed:
+    """Remove the rows at the given ctids (`%s`, a text array)."""
+    return sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::text[]::tid[])").format(
+        sql.Identifier(schema, table)
     )
 
 
 SAVEPOINT = sql.SQL("SAVEPOINT target_postgres_hp_batch")
 RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT target_postgres_hp_batch")
 ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT target_postgres_hp_batch")
+
+
+def alter_column_type(
+    schema: str, table: str, column: str, type_sql: str, using: str
+) -> sql.Composed:
+    """Change a column's type in place; `using` converts the current values (`{}` is the
+    column)."""
+    return sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
+        sql.Identifier(schema, table),
+        sql.Identifier(column),
+        sql.SQL(type_sql),
+        sql.SQL(using).format(sql.Identifier(column)),
+    )
+
+
+def create_table_like(schema: str, table: str, like_schema: str, like: str) -> sql.Composed:
+    """A table with the columns of another (no indexes, no comments)."""
+    return sql.SQL("CREATE TABLE {} (LIKE {})").format(
+        sql.Identifier(schema, table), sql.Identifier(like_schema, like)
+    )
+
+
+def drop_table(schema: str, table: str) -> sql.Composed:
+    """Drop a table of the target's own (a load side table) if it exists."""
+    return sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, table))
+
+
+def truncate(schema: str, table: str) -> sql.Composed:
+    """Empty a table inside the current transaction."""
+    return sql.SQL("TRUNCATE TABLE {}").format(sql.Identifier(schema, table))
+
+
+def delete_all(schema: str, table: str) -> sql.Composed:
+    """Empty a table row by row (where TRUNCATE is refused, e.g. a foreign key points at it)."""
+    return sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table))
+
+
+def insert_from(
+    schema: str, table: str, source_schema: str, source: str, columns: Sequence[str]
+) -> sql.Composed:
+    """Copy every row of `source` into `table`, column by column."""
+    column_list = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+        sql.Identifier(schema, table),
+        column_list,
+        column_list,
+        sql.Identifier(source_schema, source),
+    )
+
+
+def delete_raw_before(schema: str, table: str) -> sql.Composed:
+    """Remove the raw rows of earlier loads: ids are time-ordered, so those made before the
+    current load's first id (`%s`) belong to earlier loads."""
+    return sql.SQL("DELETE FROM {} WHERE _airbyte_raw_id < %s").format(
+        sql.Identifier(schema, table)
+    )
+
+
+def delete_other_generations(schema: str, table: str) -> sql.Composed:
+    """Keep only the rows of one Singer table version (`%s`), for ACTIVATE_VERSION."""
+    return sql.SQL("DELETE FROM {} WHERE _airbyte_generation_id IS DISTINCT FROM %s").format(
+        sql.Identifier(schema, table)
+    )
+
+
+#: Views (and rules) that depend, directly or through other views, on some columns (`%s`, a
+#: name array; a whole-row reference counts) of a table (`%s` schema, `%s` name): oid, schema,
+#: name, relkind, depth (1 = on the table itself), whether the current role may drop it (is a
+#: member of its owner), owner name, and whether it carries triggers or rules of its own.
+DEPENDENT_VIEWS = sql.SQL(
+    "WITH RECURSIVE target AS ("
+    "  SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+    "  WHERE n.nspname = %(schema)s AND c.relname = %(table)s"
+    "), dependent(oid, depth) AS ("
+    "  SELECT DISTINCT r.ev_class, 1"
+    "  FROM target AS t"
+    "  JOIN pg_depend AS d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass"
+    "   AND d.classid = 'pg_rewrite'::regclass"
+    "  JOIN pg_rewrite AS r ON r.oid = d.objid"
+    "  WHERE r.ev_class <> t.oid AND (d.refobjsubid = 0 OR d.refobjsubid IN ("
+    "   SELECT a.attnum FROM pg_attribute AS a"
+    "   WHERE a.attrelid = t.oid AND a.attname = ANY(%(columns)s)))"
+    "  UNION"
+    "  SELECT DISTINCT r.ev_class, dependent.depth + 1"
+    "  FROM dependent"
+    "  JOIN pg_depend AS d ON d.refobjid = dependent.oid AND d.refclassid = 'pg_class'::regclass"
+    "   AND d.classid = 'pg_rewrite'::regclass"
+    "  JOIN pg_rewrite AS r ON r.oid = d.objid"
+    "  WHERE r.ev_class <> dependent.oid AND dependent.depth < 64"
+    ")"
+    " SELECT c.oid, n.nspname, c.relname, c.relkind, max(dependent.depth),"
+    "  pg_has_role(c.relowner, 'MEMBER'), pg_get_userbyid(c.relowner),"
+    "  EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = c.oid)"
+    "  OR EXISTS (SELECT 1 FROM pg_rewrite AS w WHERE w.ev_class = c.oid"
+    "   AND w.rulename <> '_RETURN')"
+    " FROM dependent JOIN pg_class AS c ON c.oid = dependent.oid"
+    " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+    " GROUP BY c.oid, n.nspname, c.relname, c.relkind"
+    " ORDER BY max(dependent.depth), n.nspname, c.relname"
+)
+
+#: Which of some relations (`%s`, an oid array) each of them depends on: (child, parent).
+VIEW_PARENTS = sql.SQL(
+    "SELECT DISTINCT r.ev_class, d.refobjid FROM pg_rewrite AS r"
+    " JOIN pg_depend AS d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass"
+    "  AND d.refclassid = 'pg_class'::regclass"
+    " WHERE r.ev_class = ANY(%s::oid[]) AND d.refobjid <> r.ev_class"
+)
+
+#: What recreating a view needs (`%s`, its oid): definition, options, comment.
+VIEW_DEFINITION = sql.SQL(
+    "SELECT pg_get_viewdef(c.oid), c.reloptions, obj_description(c.oid, 'pg_class')"
+    " FROM pg_class AS c WHERE c.oid = %s"
+)
+
+#: A view's column comments (`%s`, its oid): column name, comment.
+VIEW_COLUMN_COMMENTS = sql.SQL(
+    "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute AS a"
+    " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped"
+    " AND col_description(a.attrelid, a.attnum) IS NOT NULL ORDER BY a.attnum"
+)
+
+#: A relation's grants to others (`%s`, its oid): grantee (NULL for PUBLIC), privilege,
+#: grantable.
+VIEW_GRANTS = sql.SQL(
+    "SELECT CASE WHEN g.grantee = 0 THEN NULL ELSE pg_get_userbyid(g.grantee) END,"
+    " g.privilege_type, g.is_grantable"
+    " FROM pg_class AS c, aclexplode(c.relacl) AS g"
+    " WHERE c.oid = %s AND g.grantee <> c.relowner"
+)
+
+
+def drop_views(views: Sequence[tuple[str, str]]) -> sql.Composed:
+    """Drop views that will be recreated, in one statement (their order does not matter)."""
+    return sql.SQL("DROP VIEW {}").format(
+        sql.SQL(", ").join(sql.Identifier(schema, name) for schema, name in views)
+    )
+
+
+def drop_cascade(kind: str, schema: str, name: str) -> sql.Composed:
+    """Drop a dependent object and everything that depends on it (`drop_cascade`)."""
+    return sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+        sql.SQL(kind), sql.Identifier(schema, name)
+    )
+
+
+def create_view(
+    schema: str, name: str, definition: str, options: Sequence[tuple[str, str]]
+) -> sql.Composed:
+    """Recreate a view from its saved definition and options."""
+    with_options: sql.Composable = sql.SQL("")
+    if options:
+        with_options = sql.SQL(" WITH ({})").format(
+            sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(key), sql.Literal(value))
+                for key, value in options
+            )
+        )
+    return sql.SQL("CREATE VIEW {}{} AS {}").format(
+        sql.Identifier(schema, name), with_options, sql.SQL(definition.rstrip().rstrip(";"))
+    )
+
+
+def comment_on_view(schema: str, name: str, comment: str) -> sql.Composed:
+    """Restore a view's comment."""
+    return sql.SQL("COMMENT ON VIEW {} IS {}").format(
+        sql.Identifier(schema, name), sql.Literal(comment)
+    )
+
+
+def grant_on(
+    schema: str, name: str, privilege: str, grantee: str | None, *, grantable: bool
+) -> sql.Composed:
+    """Restore one grant on a relation."""
+    return sql.SQL("GRANT {} ON {} TO {}{}").format(
+        sql.SQL(privilege),
+        sql.Identifier(schema, name),
+        sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+        sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+    )
+
+
+def alter_view_owner(schema: str, name: str, owner: str) -> sql.Composed:
+    """Give a recreated view back to its owner."""
+    return sql.SQL("ALTER VIEW {} OWNER TO {}").format(
+        sql.Identifier(schema, name), sql.Identifier(owner)
+    )
+
+
+def has_rows(schema: str, table: str) -> sql.Composed:
+    """One row if the table has any."""
+    return sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, table))
+
+
+def count_rows(schema: str, table: str) -> sql.Composed:
+    """How many rows a table holds."""
+    return sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))

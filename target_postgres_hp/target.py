@@ -120,11 +120,60 @@ class TargetPostgresHP(SQLTarget):
                 f"SCHEMA message for stream {stream_name} has no properties key"
                 ' (send "properties": {} for a stream without properties)'
             )
-        existing = self._sinks_active.get(stream_name)
-        if existing is not None and existing.current_size:
-            self.drain_one(existing)
+        bookmarks = message_dict.get("bookmark_properties")
+        self.target_connector.bookmarks[stream_name] = (
+            [name for name in bookmarks if isinstance(name, str)]
+            if isinstance(bookmarks, list)
+            else []
+        )
+        known = self.mapper.stream_maps.get(stream_name)
+        changed = known is None or (
+            known[0].raw_schema != schema
+            or known[0].raw_key_properties != message_dict.get("key_properties")
+        )
+        if changed:
+            for sink in self._pending_sinks():
+                if sink.stream_name in {m.stream_alias for m in known or []}:
+                    self.drain_one(sink)
         super()._process_schema_message(message_dict)
         self._emit_safe_state()
+
+    def _process_activate_version_message(self, message_dict: dict[str, Any]) -> None:
+        """Apply ACTIVATE_VERSION once every record of the stream before it is committed."""
+        stream_name = message_dict.get("stream")
+        version = message_dict.get("version")
+        if type(version) is not int:
+            raise self._bad_input(
+                f"ACTIVATE_VERSION message for stream {stream_name} has no integer version"
+            )
+        if stream_name not in self.mapper.stream_maps:
+            raise self._bad_input(
+                f"ACTIVATE_VERSION for stream {stream_name} arrived before that stream's"
+                " SCHEMA message"
+            )
+        for stream_map in self.mapper.stream_maps[stream_name]:
+            sink = self._sinks_active.get(stream_map.stream_alias)
+            if not isinstance(sink, PostgresSink):
+                continue
+            if not sink.process_activate_version_messages:
+                self.logger.warning(
+                    "ACTIVATE_VERSION ignored for stream %s: process_activate_version_messages"
+                    " is false",
+                    sink.stream_name,
+                )
+                continue
+            self.drain_one(sink)
+            self._emit_safe_state()
+            sink.activate_version(version)
+
+    def process_endofpipe(self) -> None:
+        """At the end of input: commit everything, then end full refreshes and apply waiting
+        ACTIVATE_VERSIONs, then emit the final state."""
+        self.drain_all()
+        for sink in list(self._sinks_active.values()):
+            if isinstance(sink, PostgresSink):
+                sink.finish_run()
+        super().process_endofpipe()
 
     def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         """Hand a RECORD to its sink with the message around it (time_extracted, version).

@@ -303,21 +303,23 @@ def test_generation_id_from_the_record_version(pg_db: PgDatabase, tmp_path: Path
     lines = users_stream(1).splitlines(keepends=True)
     versioned = json.loads(lines[1])
     versioned["version"] = 1717000000000
+    run = run_target(
+        pg_db.config(schema="tap_data"), lines[0] + json.dumps(versioned) + "\n", tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    rows = raw_rows(pg_db.admin(), RAW_TABLE)
+    assert [(row[3]["id"], row[5]) for row in rows] == [(1, 1717000000000)]
+
+    # Records without a version take the last ACTIVATE_VERSION's; at the end of input that
+    # version is the only one left (SPEC §6.1).
     activate = {"type": "ACTIVATE_VERSION", "stream": "users", "version": 1717000000001}
     unversioned = {"type": "RECORD", "stream": "users", "record": {"id": 9}}
-    stdin = "".join(
-        [
-            lines[0],
-            json.dumps(versioned) + "\n",
-            json.dumps(activate) + "\n",
-            json.dumps(unversioned) + "\n",
-        ]
-    )
+    stdin = lines[0] + json.dumps(activate) + "\n" + json.dumps(unversioned) + "\n"
     run = run_target(pg_db.config(schema="tap_data"), stdin, tmp_path)
     assert run.returncode == 0, run.stderr
     rows = raw_rows(pg_db.admin(), RAW_TABLE)
-    assert [(row[3]["id"], row[5]) for row in rows] == [(1, 1717000000000), (9, 1717000000001)]
+    assert [(row[3]["id"], row[5]) for row in rows] == [(9, 1717000000001)]
     final = pg_db.admin().execute(
         "SELECT id, _airbyte_generation_id FROM tap_data.users ORDER BY id"
     )
-    assert final.fetchall() == [(1, 1717000000000), (9, 1717000000001)]
+    assert final.fetchall() == [(9, 1717000000001)]

@@ -752,13 +752,14 @@ def test_dedup_keeps_the_latest_record_per_key(pg_db: PgDatabase, tmp_path: Path
         (2, "two", 1),
         (3, "three", 1),
     ]
-    # Unique index on the key column.
+    # Unique index on the key column; NULL key components compare equal (SPEC §6.3).
     indexes = conn.execute(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'accounts'",
         (SCHEMA,),
     ).fetchall()
     assert any(
-        definition.startswith("CREATE UNIQUE INDEX") and definition.endswith("(id)")
+        definition.startswith("CREATE UNIQUE INDEX")
+        and definition.endswith("(id) NULLS NOT DISTINCT")
         for (definition,) in indexes
     ), indexes
     load(
