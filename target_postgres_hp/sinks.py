@@ -47,6 +47,8 @@ class StreamRun:
     load_records: int = 0
     #: Full refresh: the raw id of the load's first record; earlier raw rows are older loads.
     first_raw_id: str | None = None
+    #: Full refresh: loads completed in this run.
+    loads_done: int = 0
 
 
 class PostgresSink(SQLSink[PostgresConnector]):
@@ -166,7 +168,11 @@ class PostgresSink(SQLSink[PostgresConnector]):
             self.final.table = derived_name(table, "load")
             if self.run.load_open:
                 self._prepare_side(fresh=False)
-        elif self._delete_positions:
+            return
+        # Rows already there will meet the batch's keys: merge from the first batch on, so no
+        # batch is written twice. Into an empty table the first batch tries a plain COPY.
+        self.final.upsert_needed = bool(keys) and connector.has_rows(schema, table)
+        if self._delete_positions:
             tombstones = (self.raw_schema, derived_name(self.raw_table, "deletes"))
             connector.prepare_companion(
                 *tombstones, (schema, table), (DELETES_OF, self.stream_name), fresh=False
@@ -199,9 +205,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.connector.prepare_companion(
             final.schema, final.table, replaces, (LOAD_OF, self.stream_name), fresh=fresh
         )
-        if fresh:
-            final.upsert_needed = False
         self.connector.prepare_key_index(final.schema, final.table, final.keys, final.cursor)
+        final.upsert_needed = (
+            bool(final.keys) and not fresh and self.connector.has_rows(final.schema, final.table)
+        )
         self.run.load_open = True
 
     def add_record(
@@ -293,10 +300,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
 
     def finish_load(self) -> None:
         """End a full refresh: the final table's contents become the load's, atomically, and
-        raw rows of earlier loads go (SPEC §6.1)."""
+        raw rows of earlier loads go (SPEC §6.1). A load without records empties the table."""
         run = self.run
-        if not run.load_open and self.final is not None:
-            return
+        if self.final is not None and not run.load_open:
+            self._prepare_side(fresh=True)
         side = (self.final.schema, self.final.table) if self.final is not None else None
         count = self.connector.replace_contents(
             self.replaces, side, (self.raw_schema, self.raw_table), run.first_raw_id
@@ -310,28 +317,30 @@ class PostgresSink(SQLSink[PostgresConnector]):
         run.load_open = False
         run.load_records = 0
         run.first_raw_id = None
+        run.loads_done += 1
 
     def finish_run(self) -> None:
-        """At the end of input, with every record committed: end an open full refresh and
-        apply an ACTIVATE_VERSION still waiting for its records."""
+        """At the end of input, with every record committed: end the open full refresh (or,
+        if the run brought no load at all, an empty one) and apply an ACTIVATE_VERSION still
+        waiting for its records."""
         run = self.run
         if self.overwrite:
-            if run.load_open or self.final is None:
+            if run.load_open or not run.loads_done:
                 self.finish_load()
             run.pending_version = None
             return
         pending = run.pending_version
         if pending is None:
             return
-        if pending in run.versions:
-            self.activate_version(pending)
-        else:
+        if pending not in run.versions:
             self.logger.warning(
-                "ACTIVATE_VERSION %s of stream %s was not applied: no record of that version"
-                " arrived, and applying it would have emptied the table",
+                "ACTIVATE_VERSION %s of stream %s is applied at the end of input although no"
+                " record of that version arrived: the stream's tables are emptied",
                 pending,
                 self.stream_name,
             )
+        run.pending_version = pending
+        self.activate_version(pending)
 
     def process_batch(self, context: dict[str, Any]) -> None:
         """Commit the batch's rows in the raw and final tables."""

@@ -24,6 +24,14 @@ RAW_LAYOUT = [
     ("_airbyte_generation_id", "bigint", "NO"),
 ]
 
+#: The `_airbyte_` columns that end a final table: name, data type (SPEC §4.2).
+META_COLUMNS = [
+    ("_airbyte_raw_id", "character varying"),
+    ("_airbyte_extracted_at", "timestamp with time zone"),
+    ("_airbyte_meta", "jsonb"),
+    ("_airbyte_generation_id", "bigint"),
+]
+
 
 @dataclass(frozen=True)
 class Run:

@@ -19,6 +19,7 @@ from psycopg.types.json import set_json_loads
 from servers import PgDatabase
 
 from .targetrun import (
+    META_COLUMNS,
     RAW_LAYOUT,
     messages,
     raw_rows,
@@ -31,12 +32,6 @@ pytestmark = pytest.mark.integration
 
 SCHEMA = "tap_data"
 RAW_SCHEMA = "airbyte_internal"
-META_COLUMNS = [
-    ("_airbyte_raw_id", "character varying"),
-    ("_airbyte_extracted_at", "timestamp with time zone"),
-    ("_airbyte_meta", "jsonb"),
-    ("_airbyte_generation_id", "bigint"),
-]
 UTC = timezone.utc
 
 

@@ -14,18 +14,14 @@ import pytest
 from psycopg.rows import dict_row
 from servers import PgDatabase
 
+from .targetrun import META_COLUMNS as META_LAYOUT
 from .targetrun import messages, raw_rows, record, run_target, schema_message
 
 pytestmark = pytest.mark.integration
 
 SCHEMA = "tap_data"
 RAW_SCHEMA = "airbyte_internal"
-META_COLUMNS = [
-    "_airbyte_raw_id",
-    "_airbyte_extracted_at",
-    "_airbyte_meta",
-    "_airbyte_generation_id",
-]
+META_COLUMNS = [name for name, _ in META_LAYOUT]
 HASHED = re.compile(r"_[0-9a-f]{8}$")
 SAFE_NAME = re.compile(r"^\w+$")
 
