@@ -4,6 +4,7 @@ two together at the end of the batch."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,18 @@ class StreamRun:
     first_raw_id: str | None = None
     #: Full refresh: loads completed in this run.
     loads_done: int = 0
+    #: Progress: records received and committed, rows with values NULLed by typing, and
+    #: those values; when the first record came and when progress was last logged.
+    received: int = 0
+    committed: int = 0
+    nulled_rows: int = 0
+    nulled_values: int = 0
+    started: float = 0.0
+    reported: float = 0.0
+
+
+#: Seconds between two progress lines of a stream.
+PROGRESS_EVERY = 15.0
 
 
 class PostgresSink(SQLSink[PostgresConnector]):
@@ -221,6 +234,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         """
         version = message.get("version")
         run = self.run
+        run.received += 1
         generation_id = version if type(version) is int else run.active_version
         if generation_id != self._last_version:
             run.versions.add(generation_id)
@@ -239,6 +253,9 @@ class PostgresSink(SQLSink[PostgresConnector]):
             writer.add(raw_row, None)
             return
         values, typing_changes = self._caster.row(data)
+        if typing_changes:
+            run.nulled_rows += 1
+            run.nulled_values += len(typing_changes)
         for position in self._delete_positions:
             if values[position] is not None:
                 writer.saw_delete = True
@@ -251,6 +268,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         if self.overwrite and not self.run.load_open:
             self._prepare_side(fresh=True)
             self.run.load_open = True
+        if not self.run.started:
+            self.run.started = self.run.reported = time.monotonic()
         pair = self.connector.acquire_stream_connections()
         if pair is None:
             msg = "no free connection for a new batch; the target drains a sink first"
@@ -354,6 +373,41 @@ class PostgresSink(SQLSink[PostgresConnector]):
             raise
         finally:
             self._release_connections()
+        self.run.committed += self.current_size
+        now = time.monotonic()
+        if now - self.run.reported >= PROGRESS_EVERY:
+            self.run.reported = now
+            self.logger.info("%s", self.progress(now))
+
+    def _tables(self) -> str:
+        """Where the stream's rows go, for log lines."""
+        raw = f"{self.raw_schema}.{self.raw_table}"
+        if self.final is None:
+            return f"raw table {raw}"
+        final = ".".join(self.replaces or (self.final.schema, self.final.table))
+        return f"{final} (raw table {raw})"
+
+    def progress(self, now: float) -> str:
+        """One line on how far the stream has got."""
+        run = self.run
+        elapsed = max(now - run.started, 1e-9) if run.started else 0.0
+        rate = run.committed / elapsed if elapsed else 0.0
+        return (
+            f"Stream {self.stream_name}: {run.received:,} records received,"
+            f" {run.committed:,} committed to {self._tables()}, {rate:,.0f} records/s;"
+            f" {run.nulled_values:,} values NULLed by typing in {run.nulled_rows:,} rows"
+        )
+
+    def summary(self) -> str:
+        """The stream's closing line: records, typing errors, time."""
+        run = self.run
+        elapsed = time.monotonic() - run.started if run.started else 0.0
+        return (
+            f"Stream {self.stream_name} done: {run.committed:,} records committed to"
+            f" {self._tables()} in {elapsed:,.1f} s;"
+            f" {run.nulled_values:,} values NULLed by typing in {run.nulled_rows:,} rows"
+            " (see _airbyte_meta)"
+        )
 
     def _release_connections(self) -> None:
         if self._connections is not None:

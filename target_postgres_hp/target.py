@@ -174,6 +174,9 @@ class TargetPostgresHP(SQLTarget):
             if isinstance(sink, PostgresSink):
                 sink.finish_run()
         super().process_endofpipe()
+        for sink in list(self._sinks_active.values()):
+            if isinstance(sink, PostgresSink):
+                self.logger.info("%s", sink.summary())
 
     def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         """Hand a RECORD to its sink with the message around it (time_extracted, version).
