@@ -52,6 +52,15 @@ LOAD_METHOD_NAMES: dict[str, LoadMethod] = {
 CdcDeletionMode = Literal["hard_delete", "soft_delete"]
 
 DEFAULT_BATCH_SIZE_ROWS = 10_000
+#: Seconds a run waits for another run loading the same stream (SPEC §9).
+DEFAULT_LOCK_WAIT_SECONDS = 300
+
+
+def _or_default(value: Any, default: int) -> int:
+    """An integer setting's value (already validated), or its default when unset or null."""
+    return default if value is None else int(value)
+
+
 DEFAULT_EMBEDDED_DIR = ".target-postgres-hp/pgdata"
 
 _SSL_MODE_SCHEMA = th.ObjectType(
@@ -251,6 +260,13 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Records per committed batch.",
     ),
     th.Property(
+        "lock_wait_seconds",
+        th.IntegerType(minimum=0),
+        default=DEFAULT_LOCK_WAIT_SECONDS,
+        description="How long a run waits for another run that is loading the same stream "
+        "before it stops with an error (0: do not wait).",
+    ),
+    th.Property(
         "embedded_data_directory",
         th.StringType,
         default=DEFAULT_EMBEDDED_DIR,
@@ -381,6 +397,7 @@ class Settings:
     cdc_deletion_mode: CdcDeletionMode
     ignore_stream_namespace: bool
     batch_size_rows: int
+    lock_wait_seconds: int
     embedded_data_directory: Path
 
     @property
@@ -511,6 +528,9 @@ class _Builder:
             cdc_deletion_mode=self.config.get("cdc_deletion_mode") or "hard_delete",
             ignore_stream_namespace=bool(self.config.get("ignore_stream_namespace", False)),
             batch_size_rows=int(self.config.get("batch_size_rows") or DEFAULT_BATCH_SIZE_ROWS),
+            lock_wait_seconds=_or_default(
+                self.config.get("lock_wait_seconds"), DEFAULT_LOCK_WAIT_SECONDS
+            ),
             embedded_data_directory=Path(
                 self.config.get("embedded_data_directory") or DEFAULT_EMBEDDED_DIR
             ).expanduser(),

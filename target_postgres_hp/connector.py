@@ -21,6 +21,7 @@ from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database, translate_privilege_error
 from target_postgres_hp.dependents import dependents_set_aside
+from target_postgres_hp.errors import StreamLocked
 from target_postgres_hp.loading import PgConnection
 from target_postgres_hp.naming import assign_names, derived_name
 
@@ -106,6 +107,9 @@ class PostgresConnector(SQLConnector):
         self.bookmarks: dict[str, list[str]] = {}
         #: Per stream: what the run knows of it across sinks (`sinks.StreamRun`).
         self.stream_runs: dict[str, Any] = {}
+        #: The session holding this run's stream locks, and the names locked.
+        self._lock_session: PgConnection | None = None
+        self._locked: set[str] = set()
 
     def create_engine(self) -> sa.Engine:
         """An engine whose every connection is opened by `Database.connect`."""
@@ -444,6 +448,47 @@ class PostgresConnector(SQLConnector):
         """How many more sinks can start a streaming batch without waiting."""
         return len(self._idle_pairs) + self.MAX_STREAMING_BATCHES - self._pairs_out
 
+    def lock_stream(self, stream: str, name: str) -> None:
+        """Hold, until the run ends, the lock that keeps two runs from loading the same
+        stream's tables at once (SPEC §9); wait up to `lock_wait_seconds` for another run
+        holding it. `name` identifies the tables (the raw table's schema-qualified name).
+
+        The lock is a session-level advisory lock on a connection of its own, so it is
+        released when the run ends, however it ends.
+        """
+        if name in self._locked:
+            return
+        if self._lock_session is None:
+            self._lock_session = self.database.connect()
+            self._lock_session.autocommit = True
+        session = self._lock_session
+        key = (sql.LOCK_CLASS, name)
+        got = session.execute(sql.TRY_LOCK, key).fetchone()
+        if not (got and got[0]):
+            wait = self.settings.lock_wait_seconds
+            refusal = (
+                f"Another run is loading stream {stream} (tables {name}) into this database;"
+                f" waited {wait} s for it to finish. Run the two one after the other, or raise"
+                " lock_wait_seconds"
+            )
+            if wait <= 0:
+                raise StreamLocked(refusal)
+            logger.warning(
+                "Another run is loading stream %s (tables %s); waiting up to %s s for it",
+                stream,
+                name,
+                wait,
+            )
+            session.execute(sql.set_lock_timeout(wait * 1000))
+            try:
+                session.execute(sql.LOCK, key)
+            except psycopg.errors.LockNotAvailable:
+                raise StreamLocked(refusal) from None
+            finally:
+                session.execute(sql.set_lock_timeout(0))
+            logger.info("Stream %s: the other run has finished; loading", stream)
+        self._locked.add(name)
+
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
         with self.raw_connection() as conn:
@@ -454,7 +499,11 @@ class PostgresConnector(SQLConnector):
             logger.info("%s", described)
 
     def dispose(self) -> None:
-        """Close every pooled connection, then the tunnel and the key files."""
+        """Close every pooled connection (releasing the stream locks), then the tunnel and
+        the key files."""
+        if self._lock_session is not None:
+            self._lock_session.close()
+            self._lock_session = None
         for pair in self._idle_pairs:
             for conn in pair:
                 conn.close()

@@ -71,3 +71,7 @@ class BadInput(TargetError):
     def __init__(self, line_number: int, problem: str) -> None:
         super().__init__(f"Input line {line_number}: {problem}.")
         self.line_number = line_number
+
+
+class StreamLocked(TargetError):
+    """Another run is loading the same stream."""

@@ -131,9 +131,9 @@ class PostgresSink(SQLSink[PostgresConnector]):
         the side table the load is built in), match its key index to the load method, and
         plan the casts."""
         connector = self.connector
-        self.raw_table = connector.prepare_raw_table(
-            self.raw_schema, raw_table_name(self.namespace, self.stream_table), self.stream_name
-        )
+        raw_name = raw_table_name(self.namespace, self.stream_table)
+        connector.lock_stream(self.stream_name, f"{self.raw_schema}.{raw_name}")
+        self.raw_table = connector.prepare_raw_table(self.raw_schema, raw_name, self.stream_name)
         if connector.settings.disable_type_dedupe:
             return
         properties = self.schema.get("properties") or {}

@@ -531,3 +531,15 @@ def has_rows(schema: str, table: str) -> sql.Composed:
 def count_rows(schema: str, table: str) -> sql.Composed:
     """How many rows a table holds."""
     return sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+
+
+#: The first half of the target's advisory lock keys; the second is `hashtext` of the locked
+#: name. Two-integer keys and hashtext work on every PostgreSQL from 9.5.
+LOCK_CLASS = 0x68700001
+TRY_LOCK = sql.SQL("SELECT pg_try_advisory_lock(%s, hashtext(%s))")
+LOCK = sql.SQL("SELECT pg_advisory_lock(%s, hashtext(%s))")
+
+
+def set_lock_timeout(milliseconds: int) -> sql.Composed:
+    """How long the session waits for a lock."""
+    return sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds))

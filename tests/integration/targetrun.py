@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time as clock
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 EXECUTABLE = Path(sys.executable).with_name("target-postgres-hp")
 
@@ -152,3 +158,90 @@ def raw_data(
 ) -> list[Any]:
     """The `_airbyte_data` of every raw row, in arrival order."""
     return [row[3] for row in raw_rows(conn, table, schema)]
+
+
+class LiveRun:
+    """The target as a subprocess whose standard input the test feeds piece by piece."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_path = workdir / "config.json"
+        config_path.write_text(json.dumps(config))
+        tmpdir = workdir / "tmp"
+        tmpdir.mkdir(exist_ok=True)
+        self.stderr_path = workdir / "stderr"
+        self._stderr = self.stderr_path.open("w")
+        self.process = subprocess.Popen(
+            [str(EXECUTABLE), "--config", str(config_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env={**os.environ, "TMPDIR": str(tmpdir)},
+            cwd=workdir,
+        )
+        self.stdout: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    @property
+    def stderr(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text()
+
+    def send(self, *items: Any) -> None:
+        """Write messages: dicts, JSON text, or objects with a `message()` giving a dict."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(
+            messages(*(item.message() if hasattr(item, "message") else item for item in items))
+        )
+        self.process.stdin.flush()
+
+    def wait_for_state(self, value: Any, timeout: float = 30) -> None:
+        """Read stdout until the target emits this state value."""
+        deadline = clock.monotonic() + timeout
+        while True:
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                pytest.fail(
+                    f"no STATE {value} within {timeout} s; got {self.stdout}\n{self.stderr}"
+                )
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"the target ended before emitting STATE {value}:\n{self.stderr}")
+            self.stdout.append(line)
+            if line.strip() and json.loads(line) == value:
+                return
+
+    def finish(self, timeout: float = 120) -> int:
+        """Close stdin (end of input), wait for the exit and collect the rest of stdout."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        returncode = self.process.wait(timeout=timeout)
+        while (line := self._lines.get(timeout=timeout)) is not None:
+            self.stdout.append(line)
+        return returncode
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self._stderr.close()
+
+
+@contextmanager
+def live_run(config: dict[str, Any], workdir: Path) -> Iterator[LiveRun]:
+    run = LiveRun(config, workdir)
+    try:
+        yield run
+    finally:
+        run.close()

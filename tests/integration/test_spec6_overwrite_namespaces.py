@@ -4,14 +4,8 @@ to end through the real CLI, checking final tables row by row and column by colu
 from __future__ import annotations
 
 import json
-import os
-import queue
-import subprocess
-import threading
-import time as clock
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from servers import PgDatabase
 
-from .targetrun import EXECUTABLE, Run, messages, raw_rows, run_target, schema_message
+from .targetrun import Run, live_run, messages, raw_rows, run_target, schema_message
 
 pytestmark = pytest.mark.integration
 
@@ -166,90 +160,6 @@ def load(config: dict[str, Any], workdir: Path, *items: dict[str, Any] | str | U
 def emitted_states(stdout: str | list[str]) -> list[Any]:
     text_lines = stdout.splitlines() if isinstance(stdout, str) else stdout
     return [json.loads(line) for line in text_lines if line.strip()]
-
-
-class LiveRun:
-    """The target as a subprocess whose standard input the test feeds piece by piece."""
-
-    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        config_path = workdir / "config.json"
-        config_path.write_text(json.dumps(config))
-        tmpdir = workdir / "tmp"
-        tmpdir.mkdir(exist_ok=True)
-        self.stderr_path = workdir / "stderr"
-        self._stderr = self.stderr_path.open("w")
-        self.process = subprocess.Popen(
-            [str(EXECUTABLE), "--config", str(config_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env={**os.environ, "TMPDIR": str(tmpdir)},
-            cwd=workdir,
-        )
-        self.stdout: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    @property
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text()
-
-    def send(self, *items: dict[str, Any] | str | User) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(lines(*items))
-        self.process.stdin.flush()
-
-    def wait_for_state(self, value: Any, timeout: float = 30) -> None:
-        """Read stdout until the target emits this state value."""
-        deadline = clock.monotonic() + timeout
-        while True:
-            remaining = deadline - clock.monotonic()
-            if remaining <= 0:
-                pytest.fail(
-                    f"no STATE {value} within {timeout} s; got {self.stdout}\n{self.stderr}"
-                )
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                pytest.fail(f"the target ended before emitting STATE {value}:\n{self.stderr}")
-            self.stdout.append(line)
-            if line.strip() and json.loads(line) == value:
-                return
-
-    def finish(self, timeout: float = 120) -> int:
-        """Close stdin (end of input), wait for the exit and collect the rest of stdout."""
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        returncode = self.process.wait(timeout=timeout)
-        while (line := self._lines.get(timeout=timeout)) is not None:
-            self.stdout.append(line)
-        return returncode
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self._stderr.close()
-
-
-@contextmanager
-def live_run(config: dict[str, Any], workdir: Path) -> Iterator[LiveRun]:
-    run = LiveRun(config, workdir)
-    try:
-        yield run
-    finally:
-        run.close()
 
 
 def reader(pg_db: PgDatabase) -> psycopg.Connection[Any]:
