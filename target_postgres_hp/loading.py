@@ -128,6 +128,17 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
         final.has_tombstones = True
 
 
+def write_typed(
+    conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, deletes: bool
+) -> None:
+    """Write typed rows in the current transaction: merged by key for a dedup stream,
+    appended otherwise."""
+    if final.keys:
+        upsert(conn, final, rows, deletes=deletes)
+    else:
+        _copy_rows(conn, sql.copy_into(final.schema, final.table, final.all_columns), rows)
+
+
 class BatchWriter:
     """Streams the rows of one sink's current batch and commits them."""
 

@@ -4,12 +4,15 @@ two together at the end of the batch."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from singer_sdk.sql import SQLSink
 
+from target_postgres_hp import sql
 from target_postgres_hp.casting import (
     Cast,
     ColumnType,
@@ -19,7 +22,7 @@ from target_postgres_hp.casting import (
     effective_type,
 )
 from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
-from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection
+from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection, write_typed
 from target_postgres_hp.naming import (
     derived_name,
     final_identifier,
@@ -182,9 +185,6 @@ class PostgresSink(SQLSink[PostgresConnector]):
             if self.run.load_open:
                 self._prepare_side(fresh=False)
             return
-        # Rows already there will meet the batch's keys: merge from the first batch on, so no
-        # batch is written twice. Into an empty table the first batch tries a plain COPY.
-        self.final.upsert_needed = bool(keys) and connector.has_rows(schema, table)
         if self._delete_positions:
             tombstones = (self.raw_schema, derived_name(self.raw_table, "deletes"))
             connector.prepare_companion(
@@ -193,6 +193,54 @@ class PostgresSink(SQLSink[PostgresConnector]):
             connector.prepare_key_index(*tombstones, keys, cursor)
             self.final.tombstones = tombstones
             self.final.has_tombstones = connector.has_rows(*tombstones)
+        self._type_untyped_raw_rows()
+        # Rows already there will meet the batch's keys: merge from the first batch on, so no
+        # batch is written twice. Into an empty table the first batch tries a plain COPY.
+        self.final.upsert_needed = bool(keys) and connector.has_rows(schema, table)
+
+    def _type_untyped_raw_rows(self) -> None:
+        """Type into the final table the raw rows an earlier run committed without typing them
+        (`disable_type_dedupe`), oldest first, before this run's records (SPEC §9). Each chunk
+        is written and marked typed in one transaction."""
+        final, connector = self.final, self.connector
+        if final is None:
+            return
+        raw = (self.raw_schema, self.raw_table)
+        with connector.raw_connection() as conn:
+            if conn.execute(sql.has_untyped(*raw)).fetchone() is None:
+                return
+        typed = 0
+        last_id = ""
+        while True:
+            with connector.raw_connection() as conn:
+                found = conn.execute(
+                    sql.untyped_raw_rows(*raw), (last_id, self.MAX_SIZE_DEFAULT)
+                ).fetchall()
+                if not found:
+                    break
+                rows = []
+                deletes = False
+                for raw_id, extracted_at, data_text, meta_text, generation_id in found:
+                    values, changes = self._caster.row(json.loads(data_text, parse_float=Decimal))
+                    if changes:
+                        meta = json.loads(meta_text)
+                        meta["changes"] = [*meta.get("changes", []), *changes]
+                        meta_text = json.dumps(meta)
+                    deletes = deletes or any(
+                        values[position] is not None for position in self._delete_positions
+                    )
+                    rows.append([*values, raw_id, extracted_at, meta_text, generation_id])
+                write_typed(conn, final, rows, deletes=deletes)
+                conn.execute(sql.mark_typed(*raw), ([row[0] for row in found],))
+            typed += len(found)
+            last_id = found[-1][0]
+        self.logger.info(
+            "Stream %s: typed %s raw rows that an earlier run left untyped into %s.%s",
+            self.stream_name,
+            typed,
+            final.schema,
+            final.table,
+        )
 
     def _cursor_column(self, positions: dict[str, int], names: list[str]) -> str | None:
         """The column of the stream's cursor: the first of its `bookmark_properties`."""

@@ -543,3 +543,28 @@ LOCK = sql.SQL("SELECT pg_advisory_lock(%s, hashtext(%s))")
 def set_lock_timeout(milliseconds: int) -> sql.Composed:
     """How long the session waits for a lock."""
     return sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds))
+
+
+def untyped_raw_rows(schema: str, table: str) -> sql.Composed:
+    """The next raw rows not yet typed into the final table, oldest first: after the raw id
+    `%s` (keyset paging), at most `%s` of them."""
+    return sql.SQL(
+        "SELECT _airbyte_raw_id, _airbyte_extracted_at, _airbyte_data::text,"
+        " _airbyte_meta::text, _airbyte_generation_id FROM {}"
+        " WHERE _airbyte_loaded_at IS NULL AND _airbyte_raw_id > %s"
+        " ORDER BY _airbyte_raw_id LIMIT %s"
+    ).format(sql.Identifier(schema, table))
+
+
+def mark_typed(schema: str, table: str) -> sql.Composed:
+    """Record that raw rows (`%s`, an id array) are now in the final table."""
+    return sql.SQL(
+        "UPDATE {} SET _airbyte_loaded_at = now() WHERE _airbyte_raw_id = ANY(%s)"
+    ).format(sql.Identifier(schema, table))
+
+
+def has_untyped(schema: str, table: str) -> sql.Composed:
+    """One row if a raw table holds a row not yet typed (through its partial index)."""
+    return sql.SQL("SELECT 1 FROM {} WHERE _airbyte_loaded_at IS NULL LIMIT 1").format(
+        sql.Identifier(schema, table)
+    )
