@@ -244,7 +244,10 @@ def json_text(value: Any) -> str:
     The encoder writes a float NaN as `null` and a Decimal NaN as a bare `NaN`; output that
     might hold either is encoded again from the value with those made strings.
     """
-    encoded = _JSON.encode(value)
+    try:
+        encoded = _JSON.encode(value)
+    except UnicodeEncodeError:  # a lone surrogate: replaced, as the raw table has it
+        encoded = b"NaN"
     if b"NaN" in encoded or b"Infinity" in encoded or b"null" in encoded:
         encoded = _JSON.encode(make_storable(value)[0])
     return encoded.decode("utf-8")

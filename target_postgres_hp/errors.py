@@ -75,3 +75,7 @@ class BadInput(TargetError):
 
 class StreamLocked(TargetError):
     """Another run is loading the same stream."""
+
+
+class ConnectionLost(TargetError):
+    """The database connection was lost and could not be restored within the retries."""

@@ -140,7 +140,11 @@ def write_typed(
 
 
 class BatchWriter:
-    """Streams the rows of one sink's current batch and commits them."""
+    """Streams the rows of one sink's current batch and commits them.
+
+    The batch's rows are also kept, so that a batch whose connection was lost can be sent again
+    on new connections (`replay`) from the last committed batch on (SPEC §9).
+    """
 
     def __init__(
         self,
@@ -152,6 +156,7 @@ class BatchWriter:
     ) -> None:
         self.raw_conn = raw_conn
         self.final_conn = final_conn
+        self.raw_schema, self.raw_table = raw_schema, raw_table
         self.raw_statement = sql.copy_into(raw_schema, raw_table, sql.RAW_COPY_COLUMNS)
         self.final = final
         self.loaded_at = datetime.now(timezone.utc).isoformat() if final is not None else None
@@ -159,10 +164,20 @@ class BatchWriter:
         self._final_stack = ExitStack()
         self._raw_copy: psycopg.Copy | None = None
         self._final_copy: psycopg.Copy | None = None
-        #: Typed rows kept for the upsert a dedup batch may need.
-        self._kept: list[list[Any]] | None = None
+        #: The batch's rows, for an upsert or a replay.
+        self.raw_rows: list[tuple[Any, ...]] = []
+        self.final_rows: list[list[Any]] = []
         #: Whether the batch holds a record that deletes its key (hard_delete).
         self.saw_delete = False
+        #: The error that cut a connection while rows streamed; the commit raises it.
+        self.lost: psycopg.OperationalError | None = None
+        #: Set once the final table's transaction is committed (the raw one follows).
+        self.final_committed = False
+
+    @property
+    def connection_lost(self) -> bool:
+        """Whether one of the batch's connections is gone."""
+        return any(conn.closed or conn.broken for conn in (self.raw_conn, self.final_conn))
 
     def _open(self) -> None:
         raw_cursor = self._raw_stack.enter_context(self.raw_conn.cursor())
@@ -171,7 +186,6 @@ class BatchWriter:
         if final is None:
             return
         if final.keys:
-            self._kept = []
             if not final.copy_directly:
                 return
             conn.execute(sql.SAVEPOINT)
@@ -181,20 +195,32 @@ class BatchWriter:
         )
 
     def add(self, raw_row: tuple[Any, ...], final_row: list[Any] | None) -> None:
-        """Send one record's rows."""
-        if self._raw_copy is None:
-            self._open()
-        assert self._raw_copy is not None
-        self._raw_copy.write_row(raw_row)
+        """Send one record's rows (and keep them). A lost connection is remembered for the
+        commit, which raises it."""
+        self.raw_rows.append(raw_row)
         if final_row is not None:
-            if self._final_copy is not None:
+            self.final_rows.append(final_row)
+        if self.lost is not None:
+            return
+        try:
+            if self._raw_copy is None:
+                self._open()
+            assert self._raw_copy is not None
+            self._raw_copy.write_row(raw_row)
+            if final_row is not None and self._final_copy is not None:
                 self._final_copy.write_row(final_row)
-            if self._kept is not None:
-                self._kept.append(final_row)
+        except psycopg.OperationalError as error:
+            if not self.connection_lost:
+                raise
+            self.lost = error
 
     def commit(self) -> None:
         """Finish both COPYs, upsert if the batch met existing keys (or holds deletes), commit
         final then raw."""
+        if self.lost is not None:
+            raise self.lost
+        if self._raw_copy is None:
+            self._open()
         final, conn = self.final, self.final_conn
         self._raw_stack.close()
         copied = self._final_copy is not None
@@ -206,7 +232,7 @@ class BatchWriter:
             final.upsert_needed = True
             conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
             copied = False
-        if final is not None and self._kept is not None:
+        if final is not None and final.keys:
             if copied and self.saw_delete:
                 # Deletes never go in as rows: take the batch through the upsert.
                 conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
@@ -214,9 +240,21 @@ class BatchWriter:
             if copied:
                 conn.execute(sql.RELEASE_SAVEPOINT)
             else:
-                upsert(conn, final, self._kept, deletes=self.saw_delete)
+                upsert(conn, final, self.final_rows, deletes=self.saw_delete)
         conn.commit()
+        self.final_committed = True
         self.raw_conn.commit()
+
+    def replay(self, raw_conn: PgConnection, final_conn: PgConnection) -> BatchWriter:
+        """The same batch on new connections, for a retry; the final table's part is left out
+        when it was already committed."""
+        final = None if self.final_committed else self.final
+        writer = BatchWriter(raw_conn, final_conn, self.raw_schema, self.raw_table, final)
+        writer.saw_delete = self.saw_delete
+        rows = self.final_rows if final is not None else []
+        for index, raw_row in enumerate(self.raw_rows):
+            writer.add(raw_row, rows[index] if rows else None)
+        return writer
 
     def abort(self) -> None:
         """Give up the batch: both transactions roll back."""

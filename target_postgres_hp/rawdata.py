@@ -64,11 +64,27 @@ def _non_finite_text(value: float | Decimal) -> str | None:
     return None
 
 
+def _storable_text(value: str) -> tuple[str, bool]:
+    """A string without NUL characters and with any lone UTF-16 surrogate (which UTF-8 cannot
+    hold) replaced by U+FFFD, and whether it changed."""
+    changed = False
+    if "\x00" in value:
+        value, changed = value.replace("\x00", ""), True
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            paired = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            value, changed = paired, True
+    return value, changed
+
+
 def make_storable(value: Any) -> tuple[Any, bool]:
-    """`value` with NUL characters removed and NaN/Infinity turned into strings, and whether
-    anything had to change. Unchanged containers are returned as they are."""
+    """`value` with NUL characters removed, lone surrogates replaced, NaN/Infinity turned
+    into strings, and whether anything had to change. Unchanged containers are returned as
+    they are."""
     if isinstance(value, str):
-        return (value.replace("\x00", ""), True) if "\x00" in value else (value, False)
+        return _storable_text(value)
     if isinstance(value, dict):
         changed = False
         cleaned: dict[str, Any] = {}

@@ -28,12 +28,14 @@ class _StateLine(msgspec.Struct):
     value: msgspec.Raw
 
 
-def _decode(line: str | bytes) -> Any:
+def _decode(line: str | bytes) -> tuple[Any, bool]:
+    """The line's value, and whether the standard library had to read it: NaN and Infinity
+    are not JSON but taps send them, and a lone UTF-16 surrogate escape is refused by msgspec;
+    either needs cleaning before it can be stored."""
     try:
-        return _DECODER.decode(line)
+        return _DECODER.decode(line), False
     except msgspec.DecodeError:
-        # NaN and Infinity are not JSON but taps send them; the standard library reads them.
-        return json.loads(line, parse_float=Decimal)
+        return json.loads(line, parse_float=Decimal), True
 
 
 def state_value_text(line: str | bytes) -> str:
@@ -59,11 +61,13 @@ class LineReader(GenericSingerReader[str]):
     def deserialize_json(self, line: str) -> dict[str, Any]:
         """One message; a line that is not a JSON object is bad input."""
         try:
-            message = _decode(line)
+            message, fallback = _decode(line)
         except ValueError as error:
             raise BadInput(self.line_number, f"not valid JSON ({error})") from None
         if not isinstance(message, dict):
             raise BadInput(self.line_number, "not a JSON object")
+        if fallback:
+            self.maybe_dirty = True
         return message
 
     def process_lines(

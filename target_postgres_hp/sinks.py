@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from singer_sdk.sql import SQLSink
 
 from target_postgres_hp import sql
@@ -22,6 +23,7 @@ from target_postgres_hp.casting import (
     effective_type,
 )
 from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
+from target_postgres_hp.errors import ConnectionLost, TargetError
 from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection, write_typed
 from target_postgres_hp.naming import (
     derived_name,
@@ -65,6 +67,13 @@ class StreamRun:
 
 #: Seconds between two progress lines of a stream.
 PROGRESS_EVERY = 15.0
+#: Seconds to wait before each new attempt at a batch whose connection was lost.
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's first line: enough to tell the cause, no query text or context."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class PostgresSink(SQLSink[PostgresConnector]):
@@ -95,6 +104,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._delete_positions: list[int] = []
         #: The final table (schema, name) when records go to a full refresh's side table.
         self.replaces: tuple[str, str] | None = None
+        #: Why the last attempt to reconnect for a lost batch failed.
+        self._last_failure: BaseException | None = None
 
     @property
     def namespace(self) -> str:
@@ -415,10 +426,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         if writer is None:
             return
         try:
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+            self._commit_with_retries(writer)
         finally:
             self._release_connections()
         self.run.committed += self.current_size
@@ -426,6 +434,62 @@ class PostgresSink(SQLSink[PostgresConnector]):
         if now - self.run.reported >= PROGRESS_EVERY:
             self.run.reported = now
             self.logger.info("%s", self.progress(now))
+
+    def _commit_with_retries(self, writer: BatchWriter) -> None:
+        """Commit a batch; if a connection is lost, send the batch again on new connections,
+        up to `RETRY_DELAYS` more times, then stop with one clear sentence (SPEC §9)."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                writer.commit()
+            except psycopg.OperationalError as error:
+                lost = writer.connection_lost
+                writer.abort()
+                self._release_connections()
+                if not lost:
+                    raise
+                if delay is None:
+                    raise ConnectionLost(self._lost_message(self._last_failure or error)) from None
+                self.logger.warning(
+                    "Stream %s: lost the connection to the database while writing a batch of"
+                    " %s records (%s); sending the batch again in %s s",
+                    self.stream_name,
+                    len(writer.raw_rows),
+                    _first_line(error),
+                    delay,
+                )
+                time.sleep(delay)
+                writer = self._replay(writer, error)
+            except BaseException:
+                writer.abort()
+                raise
+            else:
+                return
+
+    def _replay(self, writer: BatchWriter, error: psycopg.OperationalError) -> BatchWriter:
+        """The batch on new connections; a failed connect counts as another lost attempt."""
+        try:
+            pair = self.connector.acquire_stream_connections()
+        except (psycopg.OperationalError, TargetError) as connect_error:
+            writer.lost = writer.lost or error
+            self._last_failure = connect_error
+            self.logger.warning(
+                "Stream %s: could not reconnect (%s)", self.stream_name, _first_line(connect_error)
+            )
+            return writer
+        if pair is None:  # pragma: no cover - the sink's own pair was just handed back
+            msg = "no free connection to retry a batch"
+            raise RuntimeError(msg)
+        self._connections = pair
+        self._last_failure = None
+        return writer.replay(*pair)
+
+    def _lost_message(self, error: BaseException) -> str:
+        return (
+            f"Lost the connection to the database while writing stream {self.stream_name}, and"
+            f" {len(RETRY_DELAYS)} more attempts failed too (last error: {_first_line(error)})."
+            " Every record before the last STATE this run emitted is committed: run again from"
+            " that state"
+        )
 
     def _tables(self) -> str:
         """Where the stream's rows go, for log lines."""

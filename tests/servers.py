@@ -395,6 +395,21 @@ class PostgresServer:
         with self.admin_connect() as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
+    def pg_ctl(self, *args: str) -> None:
+        """Run pg_ctl on a server we started (e.g. "restart", or "stop" to halt it and keep its
+        data directory for a later "start")."""
+        if self.data_dir is None or self.bin_dir is None or self.os_user is None:
+            raise HarnessError("pg_ctl works only on a server this suite started")
+        log = ["-l", str(self.log_path)] if self.log_path and args[-1] != "stop" else []
+        result = _run_as(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *log, "-w", "-s", *args],
+            self.os_user,
+            cwd=self.data_dir.parent,
+            timeout=PG_START_TIMEOUT_S + 30,
+        )
+        if result.returncode != 0:
+            raise HarnessError(f"pg_ctl {' '.join(args)} failed: {result.stderr.strip()}")
+
     def stop(self) -> None:
         """Stop a server we started (pg_ctl -m fast) and delete its data directory; idempotent."""
         _RUNNING.discard(self)

@@ -1036,7 +1036,8 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 # Records reach the casts with NUL characters already removed (rawdata.clean_record).
-NUL_FREE = st.characters(exclude_characters="\x00")
+# What reaches a cast has been cleaned: no NUL, no lone surrogate (see rawdata).
+NUL_FREE = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
 FINITE_JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
