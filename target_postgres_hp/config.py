@@ -17,6 +17,11 @@ from typing import Any, Literal, cast
 
 import jsonschema
 from singer_sdk import typing as th
+from singer_sdk.helpers.capabilities import (
+    ACTIVATE_VERSION_CONFIG,
+    FLATTENING_CONFIG,
+    STREAM_MAPS_CONFIG,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -331,6 +336,14 @@ _SECRET_PATHS = frozenset(
 )
 
 #: Settings of other Postgres loaders that have no meaning here: accepted with a log line.
+#: The singer-sdk settings of the capabilities the target declares (stream maps, flattening,
+#: ACTIVATE_VERSION), which the SDK itself reads.
+_SDK_SETTINGS = frozenset(
+    name
+    for builtin in (STREAM_MAPS_CONFIG, FLATTENING_CONFIG, ACTIVATE_VERSION_CONFIG)
+    for name in builtin["properties"]
+)
+
 _FOREIGN_SETTINGS = frozenset(
     {
         "dialect+driver",
@@ -342,6 +355,9 @@ _FOREIGN_SETTINGS = frozenset(
         "ssl_client_certificate_enable",
         "unconstrained_number",
         "raw_data_schema_name",
+        "add_record_metadata",
+        "hard_delete",
+        "validate_records",
     }
 )
 
@@ -542,7 +558,9 @@ class _Builder:
         if foreign:
             logger.info("Settings without effect in this target, ignored: %s", ", ".join(foreign))
         unknown = sorted(
-            key for key in self.config if key not in known and key not in _FOREIGN_SETTINGS
+            key
+            for key in self.config
+            if key not in known and key not in _FOREIGN_SETTINGS and key not in _SDK_SETTINGS
         )
         if unknown:
             logger.warning(

@@ -21,7 +21,7 @@ from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database, translate_privilege_error
 from target_postgres_hp.dependents import dependents_set_aside
-from target_postgres_hp.errors import StreamLocked
+from target_postgres_hp.errors import DependentObjects, StreamLocked
 from target_postgres_hp.loading import PgConnection
 from target_postgres_hp.naming import assign_names, derived_name
 
@@ -269,16 +269,21 @@ class PostgresConnector(SQLConnector):
         them set aside and recreated in the same transaction (SPEC §8)."""
         columns = [column for _, column, _ in changes]
         described = ", ".join(f"{column} to {target.sql}" for _, column, (target, _) in changes)
+        change = f"change the type of {schema}.{table} column {described}"
         with dependents_set_aside(
-            conn,
-            schema,
-            table,
-            columns,
-            drop_cascade=self.settings.drop_cascade,
-            change=f"change the type of {schema}.{table} column {described}",
+            conn, schema, table, columns, drop_cascade=self.settings.drop_cascade, change=change
         ):
             for prop, column, (target, using) in changes:
-                conn.execute(sql.alter_column_type(schema, table, column, target.sql, using))
+                try:
+                    conn.execute(sql.alter_column_type(schema, table, column, target.sql, using))
+                except psycopg.errors.FeatureNotSupported as error:
+                    # Something other than a view uses the column (a trigger, a policy...).
+                    msg = (
+                        f"The target must {change}, but PostgreSQL refuses:"
+                        f" {error.diag.message_primary}. Nothing was changed: drop or change"
+                        " that object, then run again"
+                    )
+                    raise DependentObjects(msg) from None
                 logger.info(
                     "Column %r of %s.%s (property %r of stream %s) widened to %s",
                     column,
@@ -341,10 +346,12 @@ class PostgresConnector(SQLConnector):
         comment: tuple[str, str],
         *,
         fresh: bool,
+        since: str | None = None,
     ) -> None:
         """Create (or, with `fresh`, re-create) a helper table with the columns of a final
         table `like` (schema, table), or bring an existing one up to the final table's
-        columns and types. `comment` is the (key, stream) recorded on it."""
+        columns and types. `comment` is the (key, stream) recorded on it, with `since` (the
+        first raw id of a full refresh's load) when given."""
         self.prepare_schema(schema)
         with (
             _privileges_explained(f"create table {schema}.{name}"),
@@ -359,7 +366,10 @@ class PostgresConnector(SQLConnector):
             }
             if not have:
                 conn.execute(sql.create_table_like(schema, name, *like))
-                conn.execute(sql.comment_on_table(schema, name, _comment(*comment)))
+                recorded = {comment[0]: comment[1], **({"since": since} if since else {})}
+                conn.execute(
+                    sql.comment_on_table(schema, name, json.dumps(recorded, ensure_ascii=False))
+                )
                 return
             for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, like).fetchall():
                 if column not in have:
@@ -369,6 +379,30 @@ class PostgresConnector(SQLConnector):
                     change = widening(have[column], target) if target else None
                     using = change[1] if change else "{}::" + type_name
                     conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
+
+    def open_load(
+        self, side: tuple[str, str], like: tuple[str, str], stream: str, generation: int
+    ) -> str | None:
+        """Find the side table an earlier run left unfinished for the same Singer table version
+        (`generation`), so the load goes on where that run's last STATE left it; return the
+        raw id from which that load's raw rows start. None when there is none (any other side
+        table is dropped): the caller starts a new load."""
+        with self._lock, self.raw_connection() as conn:
+            found = conn.execute(sql.TABLE_COMMENT, side).fetchone()
+            if found is None:
+                return None
+            since = _recorded(found[0], "since")
+            other = conn.execute(sql.other_generation(*side), (generation,)).fetchone()
+            if since is not None and other is None:
+                logger.info(
+                    "Stream %s: continuing the full refresh an earlier run left unfinished in"
+                    " %s.%s",
+                    stream,
+                    *side,
+                )
+                return since
+            conn.execute(sql.drop_table(*side))
+        return None
 
     def has_rows(self, schema: str, table: str) -> bool:
         """Whether a table holds any row."""
@@ -380,7 +414,7 @@ class PostgresConnector(SQLConnector):
         final: tuple[str, str] | None,
         side: tuple[str, str] | None,
         raw: tuple[str, str],
-        first_raw_id: str | None,
+        since: str | None,
     ) -> int:
         """End a full refresh atomically (SPEC §6.1): the final table's rows become the side
         table's, inside the existing table so views on it stay; the side table goes; raw rows
@@ -399,8 +433,8 @@ class PostgresConnector(SQLConnector):
                     conn.execute(sql.delete_all(*final))
                 count = conn.execute(sql.insert_from(*final, *side, columns)).rowcount
                 conn.execute(sql.drop_table(*side))
-            if first_raw_id is not None:
-                conn.execute(sql.delete_raw_before(*raw), (first_raw_id,))
+            if since is not None:
+                conn.execute(sql.delete_raw_before(*raw), (since,))
             else:
                 conn.execute(sql.delete_all(*raw))
             if final is None:

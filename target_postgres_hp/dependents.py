@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from target_postgres_hp import sql
-from target_postgres_hp.errors import TargetError
+from target_postgres_hp.errors import DependentObjects
 
 logger = logging.getLogger("target-postgres-hp.dependents")
 
@@ -27,10 +27,6 @@ _KIND_NAMES = {"v": "view", "m": "materialized view"}
 _DROP_KINDS = {"v": "VIEW", "m": "MATERIALIZED VIEW"}
 _OPTION = re.compile(r"([a-z_]+)=(.*)")
 _PRIVILEGE = re.compile(r"[A-Z ]+")
-
-
-class DependentObjects(TargetError):
-    """Objects the loading role cannot recreate depend on a column that must change."""
 
 
 @dataclass

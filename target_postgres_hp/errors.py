@@ -79,3 +79,11 @@ class StreamLocked(TargetError):
 
 class ConnectionLost(TargetError):
     """The database connection was lost and could not be restored within the retries."""
+
+
+class DependentObjects(TargetError):
+    """Objects the loading role cannot recreate depend on a column that must change."""
+
+
+class LoadNotReplaced(TargetError):
+    """A full refresh's rows could not replace the live table's."""

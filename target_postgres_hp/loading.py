@@ -44,8 +44,9 @@ class FinalTarget:
     keys: list[str] = field(default_factory=list)
     #: The cursor column (first bookmark property), which decides between rows of a key.
     cursor: str | None = None
-    #: Deletion marker columns, when a marked record removes its key (hard_delete).
-    deleted: list[str] = field(default_factory=list)
+    #: Deletion markers (column, property), when a marked record removes its key
+    #: (hard_delete).
+    deleted: list[tuple[str, str]] = field(default_factory=list)
     #: Where removed keys are remembered (schema, table), so older records stay out.
     tombstones: tuple[str, str] | None = None
     #: Whether the stream has removed keys on record.

@@ -51,6 +51,13 @@ class TimeOrderedIds:
         return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+def first_id_at(millis: int) -> str:
+    """The smallest id `TimeOrderedIds` can make at or after this millisecond: every id made
+    later sorts at or after it, every id made earlier before it."""
+    text = f"{millis << 80 | 0x7 << 76 | 0b10 << 62:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def _non_finite_text(value: float | Decimal) -> str | None:
     if isinstance(value, float):
         if math.isnan(value):

@@ -23,7 +23,7 @@ from target_postgres_hp.casting import (
     effective_type,
 )
 from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
-from target_postgres_hp.errors import ConnectionLost, TargetError
+from target_postgres_hp.errors import ConnectionLost, LoadNotReplaced, TargetError
 from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection, write_typed
 from target_postgres_hp.naming import (
     derived_name,
@@ -32,7 +32,7 @@ from target_postgres_hp.naming import (
     raw_table_name,
     split_stream_name,
 )
-from target_postgres_hp.rawdata import RawRowBuilder, clean_record
+from target_postgres_hp.rawdata import RawRowBuilder, clean_record, first_id_at
 
 #: Properties whose value marks a record as a delete (SPEC §6.3).
 DELETION_MARKERS = ("_ab_cdc_deleted_at", "_sdc_deleted_at")
@@ -51,8 +51,8 @@ class StreamRun:
     #: Full refresh: a load is open (its side table exists) and how many records it holds.
     load_open: bool = False
     load_records: int = 0
-    #: Full refresh: the raw id of the load's first record; earlier raw rows are older loads.
-    first_raw_id: str | None = None
+    #: Full refresh: the raw id the load's raw rows start from; earlier ones are older loads.
+    load_since: str | None = None
     #: Full refresh: loads completed in this run.
     loads_done: int = 0
     #: Progress: records received and committed, rows with values NULLed by typing, and
@@ -95,13 +95,13 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.final: FinalTarget | None = None
         self._caster = RowCaster([])
         #: The key properties, looked up once (the SDK's property conforms them per call).
-        self.record_keys = list(self.key_properties)
+        self.record_keys = list(self._key_properties)
         self._writer: BatchWriter | None = None
         self._connections: tuple[PgConnection, PgConnection] | None = None
         #: Input sequence number of the first record of the pending batch.
         self.first_pending_seq = 0
-        #: Positions of the deletion markers in a final row, when deletes remove rows.
-        self._delete_positions: list[int] = []
+        #: The deletion-marker properties of the schema, when deletes remove rows.
+        self._delete_markers: list[str] = []
         #: The final table (schema, name) when records go to a full refresh's side table.
         self.replaces: tuple[str, str] | None = None
         #: Why the last attempt to reconnect for a lost batch failed.
@@ -164,15 +164,21 @@ class PostgresSink(SQLSink[PostgresConnector]):
         positions = {column.prop: index for index, column in enumerate(columns)}
         names = [column.name for column in columns]
         keys = [names[positions[key]] for key in self.record_keys if key in positions]
-        if self.load_method == "append" or len(keys) != len(self.record_keys):
+        if len(keys) != len(self.record_keys):
+            self.logger.warning(
+                "Stream %s: key properties %s are not all properties of its schema; its rows"
+                " are appended without deduplication",
+                self.stream_name,
+                self.record_keys,
+            )
+            keys = []
+        if self.load_method == "append":
             keys = []
         cursor = self._cursor_column(positions, names)
         connector.prepare_key_index(schema, table, keys, cursor)
         deleting = bool(keys) and connector.settings.cdc_deletion_mode == "hard_delete"
-        self._delete_positions = (
-            [positions[marker] for marker in DELETION_MARKERS if marker in positions]
-            if deleting
-            else []
+        self._delete_markers = (
+            [marker for marker in DELETION_MARKERS if marker in positions] if deleting else []
         )
         non_finite = connector.server_version >= 140000
         plan: list[tuple[str, Cast, ColumnType | None]] = []
@@ -188,7 +194,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             columns=names,
             keys=keys,
             cursor=cursor,
-            deleted=[names[position] for position in self._delete_positions],
+            deleted=[(names[positions[marker]], marker) for marker in self._delete_markers],
         )
         if self.overwrite:
             self.replaces = (schema, table)
@@ -196,7 +202,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             if self.run.load_open:
                 self._prepare_side(fresh=False)
             return
-        if self._delete_positions:
+        if self._delete_markers:
             tombstones = (self.raw_schema, derived_name(self.raw_table, "deletes"))
             connector.prepare_companion(
                 *tombstones, (schema, table), (DELETES_OF, self.stream_name), fresh=False
@@ -232,13 +238,14 @@ class PostgresSink(SQLSink[PostgresConnector]):
                 rows = []
                 deletes = False
                 for raw_id, extracted_at, data_text, meta_text, generation_id in found:
-                    values, changes = self._caster.row(json.loads(data_text, parse_float=Decimal))
+                    data = json.loads(data_text, parse_float=Decimal)
+                    values, changes = self._caster.row(data)
                     if changes:
                         meta = json.loads(meta_text)
                         meta["changes"] = [*meta.get("changes", []), *changes]
                         meta_text = json.dumps(meta)
                     deletes = deletes or any(
-                        values[position] is not None for position in self._delete_positions
+                        data.get(marker) is not None for marker in self._delete_markers
                     )
                     rows.append([*values, raw_id, extracted_at, meta_text, generation_id])
                 write_typed(conn, final, rows, deletes=deletes)
@@ -269,19 +276,24 @@ class PostgresSink(SQLSink[PostgresConnector]):
             return None
         return names[positions[cursor]]
 
-    def _prepare_side(self, *, fresh: bool) -> None:
-        """The table a full refresh's load is built in, beside the live table (SPEC §6.1)."""
-        final, replaces = self.final, self.replaces
+    def _prepare_side(self, *, fresh: bool, generation: int = 0) -> None:
+        """The table a full refresh's load is built in, beside the live table (SPEC §6.1).
+        A new load (`fresh`) continues the one an earlier run left unfinished for the same
+        table version, if there is one, since that run's STATEs covered its records."""
+        final, replaces, run = self.final, self.replaces, self.run
         if final is None or replaces is None:
             return
+        side = (final.schema, final.table)
+        if fresh:
+            since = self.connector.open_load(side, replaces, self.stream_name, generation)
+            fresh = since is None
+            run.load_since = since or first_id_at(time.time_ns() // 1_000_000)
         self.connector.prepare_companion(
-            final.schema, final.table, replaces, (LOAD_OF, self.stream_name), fresh=fresh
+            *side, replaces, (LOAD_OF, self.stream_name), fresh=fresh, since=run.load_since
         )
-        self.connector.prepare_key_index(final.schema, final.table, final.keys, final.cursor)
-        final.upsert_needed = (
-            bool(final.keys) and not fresh and self.connector.has_rows(final.schema, final.table)
-        )
-        self.run.load_open = True
+        self.connector.prepare_key_index(*side, final.keys, final.cursor)
+        final.upsert_needed = bool(final.keys) and not fresh and self.connector.has_rows(*side)
+        run.load_open = True
 
     def add_record(
         self, record: dict[str, Any], message: dict[str, Any], *, maybe_dirty: bool = True
@@ -299,15 +311,15 @@ class PostgresSink(SQLSink[PostgresConnector]):
             run.versions.add(generation_id)
             self._last_version = generation_id
         data, changes = clean_record(record) if maybe_dirty else (record, [])
-        writer = self._writer or self._start_batch()
+        writer = self._writer or self._start_batch(generation_id)
         raw_id, extracted_at, data_json, meta_json = self._rows.row(
             data, changes, message.get("time_extracted")
         )
         raw_row = (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
         if self.overwrite:
             run.load_records += 1
-            if run.first_raw_id is None:
-                run.first_raw_id = raw_id
+            if run.load_since is None:  # a raw-only full refresh has no side table
+                run.load_since = raw_id
         if self.final is None:
             writer.add(raw_row, None)
             return
@@ -315,18 +327,17 @@ class PostgresSink(SQLSink[PostgresConnector]):
         if typing_changes:
             run.nulled_rows += 1
             run.nulled_values += len(typing_changes)
-        for position in self._delete_positions:
-            if values[position] is not None:
+        for marker in self._delete_markers:
+            if data.get(marker) is not None:
                 writer.saw_delete = True
         if typing_changes:
             meta_json = self._rows.meta_json(changes + typing_changes)
         values += (raw_id, extracted_at, meta_json, generation_id)
         writer.add(raw_row, values)
 
-    def _start_batch(self) -> BatchWriter:
+    def _start_batch(self, generation: int) -> BatchWriter:
         if self.overwrite and not self.run.load_open:
-            self._prepare_side(fresh=True)
-            self.run.load_open = True
+            self._prepare_side(fresh=True, generation=generation)
         if not self.run.started:
             self.run.started = self.run.reported = time.monotonic()
         pair = self.connector.acquire_stream_connections()
@@ -366,6 +377,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         tables = [(self.raw_schema, self.raw_table)]
         if self.final is not None:
             tables.append((self.final.schema, self.final.table))
+            if self.final.tombstones is not None:
+                tables.append(self.final.tombstones)
         removed = self.connector.keep_generation(tables, new_version)
         self.logger.info(
             "ACTIVATE_VERSION %s of stream %s applied: %s rows of other versions removed",
@@ -381,11 +394,20 @@ class PostgresSink(SQLSink[PostgresConnector]):
         raw rows of earlier loads go (SPEC §6.1). A load without records empties the table."""
         run = self.run
         if self.final is not None and not run.load_open:
-            self._prepare_side(fresh=True)
+            self._prepare_side(fresh=True, generation=run.active_version)
         side = (self.final.schema, self.final.table) if self.final is not None else None
-        count = self.connector.replace_contents(
-            self.replaces, side, (self.raw_schema, self.raw_table), run.first_raw_id
-        )
+        try:
+            count = self.connector.replace_contents(
+                self.replaces, side, (self.raw_schema, self.raw_table), run.load_since
+            )
+        except psycopg.Error as error:
+            where = ".".join(self.replaces or (self.raw_schema, self.raw_table))
+            msg = (
+                f"Could not end the full refresh of stream {self.stream_name}: replacing the"
+                f" rows of {where} failed ({_first_line(error)}). {where} is unchanged and the"
+                " load is kept, so the next run continues it"
+            )
+            raise LoadNotReplaced(msg) from None
         self.logger.info(
             "Full refresh of stream %s done: %s now holds the %s rows of this load",
             self.stream_name,
@@ -394,7 +416,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         )
         run.load_open = False
         run.load_records = 0
-        run.first_raw_id = None
+        run.load_since = None
         run.loads_done += 1
 
     def finish_run(self) -> None:

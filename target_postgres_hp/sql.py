@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from psycopg import sql
@@ -167,9 +168,10 @@ INDEX_COMMENT = sql.SQL(
 
 
 def _winner_order(keys: Sequence[str], cursor: str | None) -> sql.Composed:
-    """Key columns, then the best row first: greatest cursor (NULL last), latest
-    `_airbyte_extracted_at`, latest arrival (raw ids are time-ordered)."""
+    """Key columns, then the best row first: newest Singer table version, greatest cursor
+    (NULL last), latest `_airbyte_extracted_at`, latest arrival (raw ids are time-ordered)."""
     order: list[sql.Composable] = [sql.Identifier(key) for key in keys]
+    order.append(sql.SQL("_airbyte_generation_id DESC NULLS LAST"))
     if cursor is not None:
         order.append(sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(cursor)))
     order += [sql.SQL("_airbyte_extracted_at DESC"), sql.SQL("_airbyte_raw_id DESC")]
@@ -177,17 +179,26 @@ def _winner_order(keys: Sequence[str], cursor: str | None) -> sql.Composed:
 
 
 def beats(new: sql.Composable, old: sql.Composable, cursor: str | None) -> sql.Composed:
-    """True when row `new` wins over row `old` of the same key (SPEC §6.3): greater cursor (a
-    NULL cursor loses), then later `_airbyte_extracted_at`, then later arrival; `new` is
-    always the later arrival."""
+    """True when row `new` wins over row `old` of the same key (SPEC §6.3): a newer Singer
+    table version (a reload's rows replace the previous load's), else a greater cursor (a NULL
+    cursor loses), then a later `_airbyte_extracted_at`, then the later arrival, which `new`
+    always is. Never NULL."""
+    same_version = (
+        "coalesce({new}._airbyte_generation_id, 0) = coalesce({old}._airbyte_generation_id, 0)"
+    )
+    newer_version = (
+        "coalesce({new}._airbyte_generation_id, 0) > coalesce({old}._airbyte_generation_id, 0)"
+    )
     newer_extraction = "{new}._airbyte_extracted_at >= {old}._airbyte_extracted_at"
     if cursor is None:
-        return sql.SQL(newer_extraction).format(new=new, old=old)
-    template = (
-        "(({new}.{c} IS NOT NULL AND ({old}.{c} IS NULL OR {new}.{c} > {old}.{c}))"
-        " OR ({new}.{c} IS NOT DISTINCT FROM {old}.{c} AND " + newer_extraction + "))"
-    )
-    return sql.SQL(template).format(new=new, old=old, c=sql.Identifier(cursor))
+        wins = newer_extraction
+    else:
+        wins = (
+            "(({new}.{c} IS NOT NULL AND ({old}.{c} IS NULL OR {new}.{c} > {old}.{c}))"
+            " OR ({new}.{c} IS NOT DISTINCT FROM {old}.{c} AND " + newer_extraction + "))"
+        )
+    template = f"({newer_version} OR ({same_version} AND {wins}))"
+    return sql.SQL(template).format(new=new, old=old, c=sql.Identifier(cursor or "_"))
 
 
 def delete_key_losers(
@@ -231,11 +242,12 @@ def create_winners_table(
 def discard_beaten_by_tombstones(
     winners: str, schema: str, tombstones: str, keys: Sequence[str], cursor: str | None
 ) -> list[sql.Composed]:
-    """Drop the batch winners that a recorded delete beats, so an older record never brings a
-    deleted key back. Two statements: keys without NULLs go through the tombstones' unique
-    index; keys with NULL components compare with IS NOT DISTINCT FROM."""
+    """Drop the batch winners that do not beat a recorded delete of their key, so an older
+    record never brings a deleted key back (a record arriving after the delete, with the same
+    cursor and extraction time, does). Two statements: keys without NULLs go through the
+    tombstones' unique index; keys with NULL components compare with IS NOT DISTINCT FROM."""
     batch, dead = sql.Identifier("batch"), sql.Identifier("dead")
-    loses = beats(dead, batch, cursor)
+    loses = sql.SQL("NOT {}").format(beats(batch, dead, cursor))
     equal = sql.SQL(" AND ").join(
         sql.SQL("dead.{k} = batch.{k}").format(k=sql.Identifier(key)) for key in keys
     )
@@ -261,6 +273,17 @@ def discard_beaten_by_tombstones(
     ]
 
 
+def is_delete(markers: Sequence[tuple[str, str]]) -> sql.Composed:
+    """True for a row whose record set a deletion marker (column, property): the column holds
+    a value, or typing NULLed the value the record gave (recorded in `_airbyte_meta`)."""
+    return sql.SQL(" OR ").join(
+        sql.SQL("{} IS NOT NULL OR _airbyte_meta->'changes' @> {}::jsonb").format(
+            sql.Identifier(column), sql.Literal(json.dumps([{"field": prop}]))
+        )
+        for column, prop in markers
+    )
+
+
 def upsert_rows(
     source: sql.Composable,
     schema: str,
@@ -268,7 +291,7 @@ def upsert_rows(
     columns: Sequence[str],
     keys: Sequence[str],
     cursor: str | None,
-    deleted: Sequence[str] = (),
+    deleted: Sequence[tuple[str, str]] = (),
 ) -> sql.Composed:
     """Insert the rows `source` selects (at most one per key); a row whose key exists replaces
     it only if it wins (SPEC §6.3). With `deleted` marker columns the statement returns the
@@ -291,9 +314,7 @@ def upsert_rows(
     )
     if not deleted:
         return statement
-    marked = sql.SQL(" OR ").join(
-        sql.SQL("{} IS NOT NULL").format(sql.Identifier(column)) for column in deleted
-    )
+    marked = is_delete(deleted)
     return sql.SQL(
         "WITH written AS ({} RETURNING ctid, {} AS deleted)"
         " SELECT ctid::text FROM written WHERE deleted"
@@ -316,12 +337,9 @@ def temp_table(name: str) -> sql.Composed:
     return sql.SQL("pg_temp.{}").format(sql.Identifier(name))
 
 
-def winners_where(winners: str, deleted: Sequence[str]) -> sql.Composed:
+def winners_where(winners: str, deleted: Sequence[tuple[str, str]]) -> sql.Composed:
     """The delete rows among the winners, as an upsert source."""
-    return sql.SQL("pg_temp.{} WHERE {}").format(
-        sql.Identifier(winners),
-        sql.SQL(" OR ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in deleted),
-    )
+    return sql.SQL("pg_temp.{} WHERE {}").format(sql.Identifier(winners), is_delete(deleted))
 
 
 def delete_by_ctid(schema: str, table: str) -> sql.Composed:
@@ -568,3 +586,18 @@ def has_untyped(schema: str, table: str) -> sql.Composed:
     return sql.SQL("SELECT 1 FROM {} WHERE _airbyte_loaded_at IS NULL LIMIT 1").format(
         sql.Identifier(schema, table)
     )
+
+
+#: A table's comment (`%s` schema, `%s` name), if the table exists.
+TABLE_COMMENT = sql.SQL(
+    "SELECT obj_description(c.oid, 'pg_class')"
+    " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
+)
+
+
+def other_generation(schema: str, table: str) -> sql.Composed:
+    """One row if the table holds a row of another Singer table version than `%s`."""
+    return sql.SQL(
+        "SELECT 1 FROM {} WHERE _airbyte_generation_id IS DISTINCT FROM %s LIMIT 1"
+    ).format(sql.Identifier(schema, table))

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any, ClassVar
 
+import psycopg
 from singer_sdk.helpers.capabilities import (
     ACTIVATE_VERSION_CONFIG,
     FLATTENING_CONFIG,
@@ -169,7 +170,8 @@ class TargetPostgresHP(SQLTarget):
     def process_endofpipe(self) -> None:
         """At the end of input: commit everything, then end full refreshes and apply waiting
         ACTIVATE_VERSIONs, then emit the final state."""
-        self.drain_all()
+        for pending in self._pending_sinks():
+            self.drain_one(pending)
         for sink in list(self._sinks_active.values()):
             if isinstance(sink, PostgresSink):
                 sink.finish_run()
@@ -297,9 +299,24 @@ class TargetPostgresHP(SQLTarget):
             for line in str(error).splitlines():
                 cls.logger.error("%s", line)
             sys.exit(1)
+        except psycopg.Error as error:
+            cls.logger.error("%s", _database_refusal(error))
+            sys.exit(1)
         finally:
             if target is not None:
                 target.dispose()
+
+
+def _database_refusal(error: psycopg.Error) -> str:
+    """One sentence for a database error no step of the target turned into its own."""
+    diag = error.diag
+    reason = diag.message_primary or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    where = f" (table {diag.schema_name}.{diag.table_name})" if diag.table_name else ""
+    state = f", SQLSTATE {diag.sqlstate}" if diag.sqlstate else ""
+    return (
+        f"The database refused the load{where}: {reason}{state}. Every record before the last"
+        " STATE this run emitted is committed: fix the cause and run again from that state"
+    )
 
 
 def main() -> None:
