@@ -294,8 +294,19 @@ class PostgresConnector(SQLConnector):
                     target.sql,
                 )
 
+    @property
+    def nulls_not_distinct(self) -> bool:
+        """Whether key indexes can say NULLS NOT DISTINCT (PostgreSQL 15+); older servers get
+        expression indexes that make NULL key components equal (`sql.key_terms`)."""
+        return self.server_version >= 150000
+
     def prepare_key_index(
-        self, schema: str, table: str, keys: Sequence[str], cursor: str | None
+        self,
+        schema: str,
+        table: str,
+        keys: Sequence[str],
+        cursor: str | None,
+        key_types: Sequence[str] | None = None,
     ) -> None:
         """Give a table the unique key index of its dedup key, or none for `keys` empty.
 
@@ -305,12 +316,11 @@ class PostgresConnector(SQLConnector):
         whole table, and only on such a change).
         """
         index = derived_name(table, "key")
-        nulls_equal = self.server_version >= 150000
-        wanted = (
-            json.dumps({"key": list(keys), "nulls": "equal" if nulls_equal else "distinct"})
-            if keys
-            else None
-        )
+        nulls_equal = self.nulls_not_distinct
+        described: dict[str, Any] = {"key": list(keys), "nulls": "equal"}
+        if key_types is not None:
+            described["types"] = list(key_types)
+        wanted = json.dumps(described) if keys else None
         with self._lock, self.raw_connection() as conn:
             found = conn.execute(sql.INDEX_COMMENT, (schema, index)).fetchone()
             if found is not None and found[0] == wanted:
@@ -334,7 +344,9 @@ class PostgresConnector(SQLConnector):
                     deleted,
                 )
             conn.execute(
-                sql.create_unique_index(schema, table, index, keys, nulls_equal=nulls_equal)
+                sql.create_unique_index(
+                    schema, table, index, sql.key_terms(keys, key_types), nulls_equal=nulls_equal
+                )
             )
             conn.execute(sql.comment_on_index(schema, index, wanted or ""))
 

@@ -42,6 +42,8 @@ class FinalTarget:
     columns: list[str]
     #: Key columns of a deduplicated stream; empty for append.
     keys: list[str] = field(default_factory=list)
+    #: Their types, on servers whose key index cannot say NULLS NOT DISTINCT (before 15).
+    key_types: list[str] | None = None
     #: The cursor column (first bookmark property), which decides between rows of a key.
     cursor: str | None = None
     #: Deletion markers (column, property), when a marked record removes its key
@@ -58,6 +60,11 @@ class FinalTarget:
     def all_columns(self) -> list[str]:
         """Every column a final row fills, in row order."""
         return [*self.columns, *sql.FINAL_META_COLUMNS]
+
+    @property
+    def conflict(self) -> Composed:
+        """The key index's terms: the ON CONFLICT target of an upsert."""
+        return sql.key_terms(self.keys, self.key_types)
 
     @property
     def staging(self) -> str:
@@ -94,7 +101,7 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
                 final.schema,
                 final.table,
                 columns,
-                keys,
+                final.conflict,
                 cursor,
             )
         )
@@ -112,7 +119,7 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
                 final.schema,
                 final.table,
                 columns,
-                keys,
+                final.conflict,
                 cursor,
                 deleted=final.deleted,
             )
@@ -123,7 +130,11 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
     if deletes and final.tombstones is not None:
         conn.execute(
             sql.upsert_rows(
-                sql.winners_where(winners, final.deleted), *final.tombstones, columns, keys, cursor
+                sql.winners_where(winners, final.deleted),
+                *final.tombstones,
+                columns,
+                final.conflict,
+                cursor,
             )
         )
         final.has_tombstones = True

@@ -175,7 +175,12 @@ class PostgresSink(SQLSink[PostgresConnector]):
         if self.load_method == "append":
             keys = []
         cursor = self._cursor_column(positions, names)
-        connector.prepare_key_index(schema, table, keys, cursor)
+        key_types = (
+            None
+            if connector.nulls_not_distinct or not keys
+            else [columns[positions[key]].catalog_type for key in self.record_keys]
+        )
+        connector.prepare_key_index(schema, table, keys, cursor, key_types)
         deleting = bool(keys) and connector.settings.cdc_deletion_mode == "hard_delete"
         self._delete_markers = (
             [marker for marker in DELETION_MARKERS if marker in positions] if deleting else []
@@ -193,6 +198,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             table=table,
             columns=names,
             keys=keys,
+            key_types=key_types,
             cursor=cursor,
             deleted=[(names[positions[marker]], marker) for marker in self._delete_markers],
         )
@@ -207,7 +213,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             connector.prepare_companion(
                 *tombstones, (schema, table), (DELETES_OF, self.stream_name), fresh=False
             )
-            connector.prepare_key_index(*tombstones, keys, cursor)
+            connector.prepare_key_index(*tombstones, keys, cursor, key_types)
             self.final.tombstones = tombstones
             self.final.has_tombstones = connector.has_rows(*tombstones)
         self._type_untyped_raw_rows()
@@ -291,7 +297,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.connector.prepare_companion(
             *side, replaces, (LOAD_OF, self.stream_name), fresh=fresh, since=run.load_since
         )
-        self.connector.prepare_key_index(*side, final.keys, final.cursor)
+        self.connector.prepare_key_index(*side, final.keys, final.cursor, final.key_types)
         final.upsert_needed = bool(final.keys) and not fresh and self.connector.has_rows(*side)
         run.load_open = True
 

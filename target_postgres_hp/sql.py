@@ -134,15 +134,53 @@ def copy_into(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
     )
 
 
+#: Per column type, a value standing for NULL in a key index on servers before PostgreSQL 15,
+#: which have no NULLS NOT DISTINCT: the index holds `COALESCE(k, stand-in)` and `k IS NULL`,
+#: so two NULL components compare equal and a NULL never equals the stand-in itself.
+_NULL_STAND_INS = {
+    "bigint": "0",
+    "integer": "0",
+    "smallint": "0",
+    "numeric": "0",
+    "double precision": "0",
+    "real": "0",
+    "character varying": "''",
+    "text": "''",
+    "boolean": "false",
+    "date": "'-infinity'::date",
+    "timestamp with time zone": "'-infinity'::timestamptz",
+    "timestamp without time zone": "'-infinity'::timestamp",
+    "time without time zone": "'00:00'::time",
+    "time with time zone": "'00:00+00'::timetz",
+    "jsonb": "'null'::jsonb",
+}
+
+
+def key_terms(keys: Sequence[str], types: Sequence[str] | None = None) -> sql.Composed:
+    """The terms of a key index, which are also the ON CONFLICT target: the key columns (for
+    an index with NULLS NOT DISTINCT, PostgreSQL 15+), or, given the columns' types (older
+    servers), `COALESCE(k, stand-in)` and `(k IS NULL)` per key column of a known type."""
+    terms: list[sql.Composable] = []
+    for position, key in enumerate(keys):
+        column = sql.Identifier(key)
+        stand_in = None if types is None else _NULL_STAND_INS.get(types[position].split("(")[0])
+        if stand_in is None:
+            terms.append(column)
+        else:
+            terms.append(sql.SQL("(COALESCE({}, {}))").format(column, sql.SQL(stand_in)))
+            terms.append(sql.SQL("(({} IS NULL))").format(column))
+    return sql.SQL(", ").join(terms)
+
+
 def create_unique_index(
-    schema: str, table: str, index: str, keys: Sequence[str], *, nulls_equal: bool
+    schema: str, table: str, index: str, terms: sql.Composable, *, nulls_equal: bool
 ) -> sql.Composed:
-    """The unique index on a dedup stream's key columns, used by the upsert. With
+    """The unique index on a dedup stream's key (`key_terms`), used by the upsert. With
     `nulls_equal` (PostgreSQL 15+) NULL key components compare equal (SPEC §6.3)."""
     return sql.SQL("CREATE UNIQUE INDEX {} ON {} ({}){}").format(
         sql.Identifier(index),
         sql.Identifier(schema, table),
-        sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+        terms,
         sql.SQL(" NULLS NOT DISTINCT" if nulls_equal else ""),
     )
 
@@ -289,13 +327,14 @@ def upsert_rows(
     schema: str,
     table: str,
     columns: Sequence[str],
-    keys: Sequence[str],
+    conflict: sql.Composable,
     cursor: str | None,
     deleted: Sequence[tuple[str, str]] = (),
 ) -> sql.Composed:
-    """Insert the rows `source` selects (at most one per key); a row whose key exists replaces
-    it only if it wins (SPEC §6.3). With `deleted` marker columns the statement returns the
-    ctid of every written row that is a delete, for the caller to remove."""
+    """Insert the rows `source` selects (at most one per key); a row whose key (`conflict`,
+    the key index's terms) exists replaces it only if it wins (SPEC §6.3). With `deleted`
+    marker columns the statement returns the ctid of every written row that is a delete, for
+    the caller to remove."""
     column_list = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
     statement = sql.SQL(
         "INSERT INTO {target} AS {alias} ({columns}) SELECT {columns} FROM {source}"
@@ -305,7 +344,7 @@ def upsert_rows(
         alias=sql.Identifier(table),
         columns=column_list,
         source=source,
-        keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
+        keys=conflict,
         assignments=sql.SQL(", ").join(
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(column), sql.Identifier(column))
             for column in columns

@@ -179,6 +179,8 @@ class TargetPostgresHP(SQLTarget):
         for sink in list(self._sinks_active.values()):
             if isinstance(sink, PostgresSink):
                 self.logger.info("%s", sink.summary())
+        # Release connections and stream locks now, also for a target used in-process.
+        self.dispose()
 
     def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         """Hand a RECORD to its sink with the message around it (time_extracted, version).
