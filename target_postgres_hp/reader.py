@@ -35,7 +35,18 @@ def _decode(line: str | bytes) -> tuple[Any, bool]:
     try:
         return _DECODER.decode(line), False
     except msgspec.DecodeError:
+        pass
+    try:
         return json.loads(line, parse_float=Decimal), True
+    except ValueError:
+        pass
+    # Not JSON. msgspec says what is wrong more plainly once the line's own ending is set aside
+    # (a line cut off mid-string is then "unexpected end of input", not a control character).
+    try:
+        _DECODER.decode(line.rstrip())
+    except msgspec.DecodeError as refusal:
+        raise ValueError(str(refusal)) from None
+    raise ValueError("not JSON")  # pragma: no cover - the stripped line cannot be valid
 
 
 def state_value_text(line: str | bytes) -> str:
@@ -90,6 +101,8 @@ class LineReader(GenericSingerReader[str]):
             message = self.deserialize_json(line)  # type: ignore[arg-type]
             message_type = message.get("type")
             callback = callbacks.get(message_type) if isinstance(message_type, str) else None
+            if message_type is None:
+                raise BadInput(self.line_number, "message without a type")
             if callback is None:
                 raise BadInput(
                     self.line_number,
