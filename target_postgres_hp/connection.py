@@ -256,15 +256,16 @@ class Database:
 
     def check_privileges(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         """Stop before any input is read if the role cannot create what the load needs."""
-        schemas = [self.raw_schema]
+        schemas = [(self.raw_schema, "raw_data_schema")]
         if not self.settings.disable_type_dedupe:
-            schemas.insert(0, self.settings.default_schema)
-        for schema in schemas:
+            schemas.insert(0, (self.settings.default_schema, "schema"))
+        for schema, setting in schemas:
             row = conn.execute(sql.SCHEMA_PRIVILEGES, (schema,)).fetchone()
             assert row is not None
             exists, can_create, can_use, db_create, db_temp, user, database = row
             problem = _privilege_problem(
                 schema,
+                setting,
                 exists=bool(exists),
                 can_create=bool(can_create) and bool(can_use),
                 db_create=bool(db_create),
@@ -294,14 +295,26 @@ def _quoted(name: str) -> str:
 
 
 def _privilege_problem(
-    schema: str, *, exists: bool, can_create: bool, db_create: bool, user: str, database: str
+    schema: str,
+    setting: str,
+    *,
+    exists: bool,
+    can_create: bool,
+    db_create: bool,
+    user: str,
+    database: str,
 ) -> str | None:
+    """The refusal for a schema (named by `setting`) the role cannot create tables in."""
     if exists and not can_create:
+        why = (
+            " (on PostgreSQL 15 and later ordinary roles may not create tables in public)"
+            if schema == "public"
+            else ""
+        )
         return (
-            f"Role {user} may not create tables in schema {schema} (on PostgreSQL 15 and "
-            f"later ordinary roles may not create tables in public): run GRANT USAGE, CREATE "
-            f"ON SCHEMA {_quoted(schema)} TO {_quoted(user)}; or set the schema setting to a "
-            f"schema the target can create itself."
+            f"Role {user} may not create tables in schema {schema}{why}: run GRANT USAGE, "
+            f"CREATE ON SCHEMA {_quoted(schema)} TO {_quoted(user)}; or set the {setting} "
+            f"setting to a schema the target can create itself."
         )
     if not exists and not db_create:
         return (

@@ -89,4 +89,8 @@ def test_namespace_schema_refused_mid_run_is_explained(pg_db: PgDatabase, tmp_pa
     )
     assert run.returncode == 1
     (line,) = run.error_lines()
-    assert line.startswith(f"Role {pg_db.role.name} may not create tables in schema hr")
+    assert line == (
+        f"Role {pg_db.role.name} may not create tables in schema hr: run GRANT USAGE, CREATE"
+        f' ON SCHEMA "hr" TO "{pg_db.role.name}"; or set the raw_data_schema setting to a'
+        " schema the target can create itself."
+    )
