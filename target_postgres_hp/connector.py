@@ -137,6 +137,13 @@ class PostgresConnector(SQLConnector):
                 raise
             driver.commit()
 
+    @contextmanager
+    def _ddl(self, action: str) -> Iterator[PgConnection]:
+        """A pooled connection for DDL, one statement of it at a time across the run's
+        threads, with a missing privilege explained as `action` refused."""
+        with _privileges_explained(action), self._lock, self.raw_connection() as conn:
+            yield conn
+
     def prepare_schema(self, schema_name: str) -> None:
         """Create a schema once per run, naming the missing privilege if it cannot."""
         if schema_name in self._prepared_schemas:
@@ -169,11 +176,7 @@ class PostgresConnector(SQLConnector):
         """Create the raw table of a stream (and its schema) unless they exist; return its
         name."""
         self.prepare_schema(schema)
-        with (
-            _privileges_explained(f"create table {schema}.{conformed}"),
-            self._lock,
-            self.raw_connection() as conn,
-        ):
+        with self._ddl(f"create table {schema}.{conformed}") as conn:
             table = self._table_for_stream(conn, schema, conformed, stream)
             primary_key = derived_name(table, "pkey")
             index = derived_name(table, "untyped")
@@ -196,11 +199,7 @@ class PostgresConnector(SQLConnector):
         new nullable columns, each with its property recorded in the column comment.
         """
         self.prepare_schema(schema)
-        with (
-            _privileges_explained(f"create table {schema}.{conformed}"),
-            self._lock,
-            self.raw_connection() as conn,
-        ):
+        with self._ddl(f"create table {schema}.{conformed}") as conn:
             table = self._table_for_stream(conn, schema, conformed, stream)
             existing = conn.execute(sql.TABLE_COLUMNS, (schema, table)).fetchall()
             owners = {name: _recorded(comment, "property") for name, _, comment in existing}
@@ -322,7 +321,7 @@ class PostgresConnector(SQLConnector):
             described["types"] = list(key_types)
         wanted = json.dumps(described) if keys else None
         with self._lock, self.raw_connection() as conn:
-            found = conn.execute(sql.INDEX_COMMENT, (schema, index)).fetchone()
+            found = conn.execute(sql.RELATION_COMMENT, (schema, index, sql.INDEX_KINDS)).fetchone()
             if found is not None and found[0] == wanted:
                 return
             if found is not None:
@@ -365,11 +364,7 @@ class PostgresConnector(SQLConnector):
         columns and types. `comment` is the (key, stream) recorded on it, with `since` (the
         first raw id of a full refresh's load) when given."""
         self.prepare_schema(schema)
-        with (
-            _privileges_explained(f"create table {schema}.{name}"),
-            self._lock,
-            self.raw_connection() as conn,
-        ):
+        with self._ddl(f"create table {schema}.{name}") as conn:
             if fresh:
                 conn.execute(sql.drop_table(schema, name))
             have = {
@@ -400,7 +395,7 @@ class PostgresConnector(SQLConnector):
         raw id from which that load's raw rows start. None when there is none (any other side
         table is dropped): the caller starts a new load."""
         with self._lock, self.raw_connection() as conn:
-            found = conn.execute(sql.TABLE_COMMENT, side).fetchone()
+            found = conn.execute(sql.RELATION_COMMENT, (*side, sql.TABLE_KINDS)).fetchone()
             if found is None:
                 return None
             since = _recorded(found[0], "since")

@@ -60,6 +60,11 @@ class EmbeddedServerError(TargetError):
     """The embedded PostgreSQL could not be started."""
 
 
+def first_line(error: BaseException) -> str:
+    """An error's first line: enough to tell the cause, no query text or context."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def setting_problem(setting: str, problem: str, fix: str) -> str:
     """Compose the one sentence reported for a wrong setting."""
     return f"Setting `{setting}` {problem}: {fix}."

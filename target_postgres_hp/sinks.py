@@ -23,7 +23,7 @@ from target_postgres_hp.casting import (
     effective_type,
 )
 from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
-from target_postgres_hp.errors import ConnectionLost, LoadNotReplaced, TargetError
+from target_postgres_hp.errors import ConnectionLost, LoadNotReplaced, TargetError, first_line
 from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection, write_typed
 from target_postgres_hp.naming import (
     derived_name,
@@ -71,11 +71,6 @@ PROGRESS_EVERY = 15.0
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
 
 
-def _first_line(error: BaseException) -> str:
-    """An error's first line: enough to tell the cause, no query text or context."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 class PostgresSink(SQLSink[PostgresConnector]):
     """Writes a stream's records to its raw table and, unless `disable_type_dedupe`, to its
     final table."""
@@ -92,6 +87,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.load_method = settings.load_method_for(
             self.stream_name, has_keys=bool(self.key_properties)
         )
+        #: Whether each load replaces the stream's table (full refresh).
+        self.overwrite = self.load_method == "overwrite"
         self.final: FinalTarget | None = None
         self._caster = RowCaster([])
         #: The key properties, looked up once (the SDK's property conforms them per call).
@@ -134,11 +131,6 @@ class PostgresSink(SQLSink[PostgresConnector]):
     def get_validator(self) -> None:
         """Records are never rejected for failing JSON-schema validation (SPEC §4.4)."""
         return
-
-    @property
-    def overwrite(self) -> bool:
-        """Whether each load replaces the stream's table (full refresh)."""
-        return self.load_method == "overwrite"
 
     def setup(self) -> None:
         """Create the raw table, create or evolve the final table (and, for a full refresh,
@@ -410,7 +402,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             where = ".".join(self.replaces or (self.raw_schema, self.raw_table))
             msg = (
                 f"Could not end the full refresh of stream {self.stream_name}: replacing the"
-                f" rows of {where} failed ({_first_line(error)}). {where} is unchanged and the"
+                f" rows of {where} failed ({first_line(error)}). {where} is unchanged and the"
                 " load is kept, so the next run continues it"
             )
             raise LoadNotReplaced(msg) from None
@@ -482,7 +474,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
                     " %s records (%s); sending the batch again in %s s",
                     self.stream_name,
                     len(writer.raw_rows),
-                    _first_line(error),
+                    first_line(error),
                     delay,
                 )
                 time.sleep(delay)
@@ -501,7 +493,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             writer.lost = writer.lost or error
             self._last_failure = connect_error
             self.logger.warning(
-                "Stream %s: could not reconnect (%s)", self.stream_name, _first_line(connect_error)
+                "Stream %s: could not reconnect (%s)", self.stream_name, first_line(connect_error)
             )
             return writer
         if pair is None:  # pragma: no cover - the sink's own pair was just handed back
@@ -514,7 +506,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
     def _lost_message(self, error: BaseException) -> str:
         return (
             f"Lost the connection to the database while writing stream {self.stream_name}, and"
-            f" {len(RETRY_DELAYS)} more attempts failed too (last error: {_first_line(error)})."
+            f" {len(RETRY_DELAYS)} more attempts failed too (last error: {first_line(error)})."
             " Every record before the last STATE this run emitted is committed: run again from"
             " that state"
         )

@@ -197,12 +197,16 @@ def drop_index(schema: str, index: str) -> sql.Composed:
     return sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, index))
 
 
-#: The comment of an index, if the index exists.
-INDEX_COMMENT = sql.SQL(
+#: The comment of a relation (`%s` schema, `%s` name, `%s` relkinds, e.g. ['i']), if it exists.
+RELATION_COMMENT = sql.SQL(
     "SELECT obj_description(c.oid, 'pg_class')"
     " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'i'"
+    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind::text = ANY(%s)"
 )
+
+#: Relation kinds for RELATION_COMMENT.
+INDEX_KINDS = ["i"]
+TABLE_KINDS = ["r", "p"]
 
 
 def _winner_order(keys: Sequence[str], cursor: str | None) -> sql.Composed:
@@ -625,14 +629,6 @@ def has_untyped(schema: str, table: str) -> sql.Composed:
     return sql.SQL("SELECT 1 FROM {} WHERE _airbyte_loaded_at IS NULL LIMIT 1").format(
         sql.Identifier(schema, table)
     )
-
-
-#: A table's comment (`%s` schema, `%s` name), if the table exists.
-TABLE_COMMENT = sql.SQL(
-    "SELECT obj_description(c.oid, 'pg_class')"
-    " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
-)
 
 
 def other_generation(schema: str, table: str) -> sql.Composed:

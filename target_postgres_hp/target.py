@@ -23,7 +23,7 @@ from singer_sdk.sql import SQLTarget
 
 from target_postgres_hp.config import CONFIG_SCHEMA, Settings
 from target_postgres_hp.connector import PostgresConnector
-from target_postgres_hp.errors import BadInput, ConfigError, TargetError
+from target_postgres_hp.errors import BadInput, ConfigError, TargetError, first_line
 from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.sinks import PostgresSink
 
@@ -312,7 +312,7 @@ class TargetPostgresHP(SQLTarget):
 def _database_refusal(error: psycopg.Error) -> str:
     """One sentence for a database error no step of the target turned into its own."""
     diag = error.diag
-    reason = diag.message_primary or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    reason = diag.message_primary or first_line(error)
     where = f" (table {diag.schema_name}.{diag.table_name})" if diag.table_name else ""
     state = f", SQLSTATE {diag.sqlstate}" if diag.sqlstate else ""
     return (

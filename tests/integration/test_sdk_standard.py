@@ -38,6 +38,7 @@ from singer_sdk.testing import target_tests as sdk
 from singer_sdk.testing.runners import TargetTestRunner
 from singer_sdk.testing.suites import SingerTestSuite
 from singer_sdk.testing.templates import TargetFileTestTemplate, TargetTestTemplate
+from spec_settings import SPEC_SETTINGS
 
 from target_postgres_hp.errors import BadInput
 from target_postgres_hp.target import TargetPostgresHP
@@ -473,19 +474,7 @@ class CliPrints(sdk.TargetCliPrintsTest):
             about["capabilities"]
         )
         settings = about["settings"]["properties"]
-        for name in (
-            "host",
-            "port",
-            "username",
-            "password",
-            "database",
-            "schema",
-            "raw_data_schema",
-            "ssl_mode",
-            "tunnel_method",
-            "load_method",
-            "batch_size_rows",
-        ):
+        for name in SPEC_SETTINGS:
             assert name in settings, name
         assert settings["password"].get("secret") is True
         assert self.resource.role.password not in text

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from servers import PgDatabase
+from spec_settings import SPEC_SETTINGS
 
 from .targetrun import EXECUTABLE, raw_data, run_target, users_stream
 
@@ -26,26 +27,7 @@ def test_about_json_lists_every_setting() -> None:
     info = json.loads(about("json"))
     assert info["name"] == "target-postgres-hp"
     properties = info["settings"]["properties"]
-    for name in (
-        "host",
-        "port",
-        "username",
-        "password",
-        "database",
-        "schema",
-        "raw_data_schema",
-        "jdbc_url_params",
-        "ssl",
-        "ssl_mode",
-        "tunnel_method",
-        "drop_cascade",
-        "load_method",
-        "stream_load_methods",
-        "disable_type_dedupe",
-        "cdc_deletion_mode",
-        "ignore_stream_namespace",
-        "batch_size_rows",
-    ):
+    for name in SPEC_SETTINGS:
         assert name in properties, name
         assert properties[name].get("description"), name
     assert properties["password"]["writeOnly"] is True

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_settings import ALIASES, SPEC_SETTINGS
 
 from target_postgres_hp.config import CONFIG_SCHEMA, Settings, is_local_host
 from target_postgres_hp.errors import ConfigError
@@ -340,35 +341,7 @@ def test_schema_marks_every_secret() -> None:
 
 
 def test_schema_documents_every_spec_setting() -> None:
-    documented = {
-        "host",
-        "port",
-        "username",
-        "password",
-        "database",
-        "schema",
-        "raw_data_schema",
-        "jdbc_url_params",
-        "ssl",
-        "ssl_mode",
-        "tunnel_method",
-        "drop_cascade",
-        "load_method",
-        "stream_load_methods",
-        "disable_type_dedupe",
-        "cdc_deletion_mode",
-        "ignore_stream_namespace",
-        "batch_size_rows",
-        "embedded_data_directory",
-        "user",
-        "default_target_schema",
-        "ssl_enable",
-        "ssl_certificate_authority",
-        "ssl_client_certificate",
-        "ssl_client_private_key",
-        "ssh_tunnel",
-        "sqlalchemy_url",
-    }
+    documented = {*SPEC_SETTINGS, "embedded_data_directory", "lock_wait_seconds", *ALIASES}
     assert documented <= set(CONFIG_SCHEMA["properties"])
     defaults = {name: CONFIG_SCHEMA["properties"][name].get("default") for name in documented}
     assert defaults["port"] == 5432
