@@ -22,6 +22,8 @@ TRUNCATED = {"change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"}
 
 _COUNTER_BITS = 74
 _COUNTER_MASK = (1 << _COUNTER_BITS) - 1
+_LOW_MASK = (1 << 62) - 1
+_VARIANT = 0b10 << 62
 
 
 class TimeOrderedIds:
@@ -29,26 +31,36 @@ class TimeOrderedIds:
 
     Ids made later sort later, so the raw table's primary-key index is appended to at its
     right edge instead of being written all over, as random UUIDs would make it.
+
+    The first three groups (timestamp, version, the counter's top 12 bits) change at most once
+    a millisecond, so their text is kept and only the last 64 bits are formatted per id.
     """
 
     def __init__(self) -> None:
-        self._counter = int.from_bytes(os.urandom(10), "big") & _COUNTER_MASK
+        seed = int.from_bytes(os.urandom(10), "big") & _COUNTER_MASK
+        #: The counter, as its top 12 bits and its low 62 bits.
+        self._high, self._low = seed >> 62, seed & _LOW_MASK
         self._millis = 0
+        self._head_key = -1
+        self._head = ""
 
     def next(self) -> str:
         """The next id; never smaller than the previous one, even if the clock steps back."""
-        self._counter = (self._counter + 1) & _COUNTER_MASK
-        counter = self._counter
-        self._millis = max(self._millis, time.time_ns() // 1_000_000)
-        value = (
-            self._millis << 80
-            | 0x7 << 76
-            | (counter >> 62) << 64
-            | 0b10 << 62
-            | (counter & ((1 << 62) - 1))
-        )
-        text = f"{value:032x}"
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        low = self._low + 1
+        if low > _LOW_MASK:
+            low = 0
+            self._high = (self._high + 1) & 0xFFF
+        self._low = low
+        millis = time.time_ns() // 1_000_000
+        if millis > self._millis:
+            self._millis = millis
+        head_key = self._millis << 12 | self._high
+        if head_key != self._head_key:
+            self._head_key = head_key
+            text = f"{self._millis:012x}"
+            self._head = f"{text[:8]}-{text[8:]}-{0x7000 | self._high:04x}-"
+        tail = _VARIANT | low
+        return f"{self._head}{tail >> 48:04x}-{tail & 0xFFFFFFFFFFFF:012x}"
 
 
 def first_id_at(millis: int) -> str:
@@ -156,7 +168,7 @@ class RawRowBuilder:
         self._last_extracted_at: datetime | None = None
         self._last_time_extracted: object = None
         self._last_read_at: datetime | None = None
-        self._empty_meta = self.meta_json([])
+        self.empty_meta = _ENCODER.encode({"changes": [], "sync_id": sync_id}).decode("utf-8")
         self._last_moment: datetime | None = None
         self._last_moment_text = ""
 
@@ -179,21 +191,28 @@ class RawRowBuilder:
 
     def meta_json(self, changes: list[dict[str, str]]) -> str:
         """`_airbyte_meta` as JSON text."""
+        if not changes:
+            return self.empty_meta
         return _ENCODER.encode({"changes": changes, "sync_id": self.sync_id}).decode("utf-8")
+
+    def id_and_time(self, time_extracted: object) -> tuple[str, str]:
+        """A new raw id and the extraction time (ISO text) of one record."""
+        moment = self.extracted_at(time_extracted)
+        if moment is not self._last_moment:
+            self._last_moment = moment
+            # Fixed width, so the texts of one stream compare in time order.
+            self._last_moment_text = moment.isoformat(timespec="microseconds")
+        return self._ids.next(), self._last_moment_text
 
     def row(
         self, data: dict[str, Any], changes: list[dict[str, str]], time_extracted: object
     ) -> tuple[str, str, str, str]:
         """Id, extraction time (ISO text), `_airbyte_data` and `_airbyte_meta` of one cleaned
         record."""
-        moment = self.extracted_at(time_extracted)
-        if moment is not self._last_moment:
-            self._last_moment = moment
-            # Fixed width, so the texts of one stream compare in time order.
-        self._last_moment_text = moment.isoformat(timespec="microseconds")
-        return (
-            self._ids.next(),
-            self._last_moment_text,
-            _ENCODER.encode(data).decode("utf-8"),
-            self.meta_json(changes) if changes else self._empty_meta,
-        )
+        raw_id, extracted_at = self.id_and_time(time_extracted)
+        return raw_id, extracted_at, data_json(data), self.meta_json(changes)
+
+
+def data_json(data: dict[str, Any]) -> str:
+    """`_airbyte_data` of a cleaned record, as JSON text."""
+    return _ENCODER.encode(data).decode("utf-8")

@@ -15,6 +15,7 @@ from singer_sdk.sql import SQLSink
 
 from target_postgres_hp import sql
 from target_postgres_hp.casting import (
+    JSON_TEXT_COLUMNS,
     Cast,
     ColumnType,
     RowCaster,
@@ -32,7 +33,8 @@ from target_postgres_hp.naming import (
     raw_table_name,
     split_stream_name,
 )
-from target_postgres_hp.rawdata import RawRowBuilder, clean_record, first_id_at
+from target_postgres_hp.rawdata import RawRowBuilder, clean_record, data_json, first_id_at
+from target_postgres_hp.records import RecordFields
 
 #: Properties whose value marks a record as a delete (SPEC §6.3).
 DELETION_MARKERS = ("_ab_cdc_deleted_at", "_sdc_deleted_at")
@@ -103,6 +105,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.replaces: tuple[str, str] | None = None
         #: Why the last attempt to reconnect for a lost batch failed.
         self._last_failure: BaseException | None = None
+        #: Decodes a record line straight into its values (`add_values`); set up by `setup`.
+        self.record_fields: RecordFields | None = None
+        #: Positions of the deletion markers among those values.
+        self._marker_positions: list[int] = []
 
     @property
     def namespace(self) -> str:
@@ -140,6 +146,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         raw_name = raw_table_name(self.namespace, self.stream_table)
         connector.lock_stream(self.stream_name, f"{self.raw_schema}.{raw_name}")
         self.raw_table = connector.prepare_raw_table(self.raw_schema, raw_name, self.stream_name)
+        self.record_fields = RecordFields([], frozenset(), self.record_keys)
         if connector.settings.disable_type_dedupe:
             return
         properties = self.schema.get("properties") or {}
@@ -184,7 +191,23 @@ class PostgresSink(SQLSink[PostgresConnector]):
             plan.append(
                 (column.prop, cast_for(column_kind, non_finite_numbers=non_finite), column_kind)
             )
-        self._caster = RowCaster(plan)
+        # Object and array columns take the JSON text of the line, unless a key or a deletion
+        # marker (whose null must be told apart) is one.
+        special = {
+            positions[prop]
+            for prop in [*self.record_keys, *self._delete_markers]
+            if prop in positions
+        }
+        json_texts = frozenset(
+            index
+            for index, (_, _, kind) in enumerate(plan)
+            if kind in JSON_TEXT_COLUMNS and index not in special
+        )
+        self._caster = RowCaster(plan, json_texts)
+        self.record_fields = RecordFields(
+            [column.prop for column in columns], json_texts, self.record_keys
+        )
+        self._marker_positions = [positions[marker] for marker in self._delete_markers]
         self.final = FinalTarget(
             schema=schema,
             table=table,
@@ -301,35 +324,76 @@ class PostgresSink(SQLSink[PostgresConnector]):
         `maybe_dirty` False promises the record holds no NUL character and no NaN/Infinity
         (the reader saw none in the line), which skips the walk that would find them.
         """
-        version = message.get("version")
+        data, changes = clean_record(record) if maybe_dirty else (record, [])
+        typed = None
+        deletes = False
+        if self.final is not None:
+            typed = self._caster.row(data)
+            deletes = any(data.get(marker) is not None for marker in self._delete_markers)
+        self._stage(
+            data_json(data),
+            changes,
+            typed,
+            deletes,
+            message.get("time_extracted"),
+            message.get("version"),
+        )
+
+    def add_values(
+        self,
+        values: tuple[Any, ...],
+        data_json: str,
+        time_extracted: object,
+        version: object,
+        *,
+        short: bool,
+    ) -> None:
+        """Stage one record that `record_fields` decoded from a clean line: its values in
+        column order and its JSON text as received (`short`: the line had at most
+        `casting.SHORT_LINE` characters)."""
+        typed = None
+        deletes = False
+        if self.final is not None:
+            typed = self._caster.row_of_values(values, short=short)
+            for position in self._marker_positions:
+                if values[position] is not None:
+                    deletes = True
+        self._stage(data_json, [], typed, deletes, time_extracted, version)
+
+    def _stage(
+        self,
+        data_json: str,
+        changes: list[dict[str, str]],
+        typed: tuple[list[Any], list[dict[str, str]]] | None,
+        deletes: bool,
+        time_extracted: object,
+        version: object,
+    ) -> None:
         run = self.run
         run.received += 1
         generation_id = version if type(version) is int else run.active_version
         if generation_id != self._last_version:
             run.versions.add(generation_id)
             self._last_version = generation_id
-        data, changes = clean_record(record) if maybe_dirty else (record, [])
         writer = self._writer or self._start_batch(generation_id)
-        raw_id, extracted_at, data_json, meta_json = self._rows.row(
-            data, changes, message.get("time_extracted")
-        )
+        rows = self._rows
+        raw_id, extracted_at = rows.id_and_time(time_extracted)
+        meta_json = rows.meta_json(changes)
         raw_row = (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
         if self.overwrite:
             run.load_records += 1
             if run.load_since is None:  # a raw-only full refresh has no side table
                 run.load_since = raw_id
-        if self.final is None:
+        if typed is None:
             writer.add(raw_row, None)
             return
-        values, typing_changes = self._caster.row(data)
+        values, typing_changes = typed
         if typing_changes:
             run.nulled_rows += 1
             run.nulled_values += len(typing_changes)
-        for marker in self._delete_markers:
-            if data.get(marker) is not None:
-                writer.saw_delete = True
-        if typing_changes:
-            meta_json = self._rows.meta_json(changes + typing_changes)
+            meta_json = rows.meta_json(changes + typing_changes)
+        if deletes:
+            writer.saw_delete = True
         values += (raw_id, extracted_at, meta_json, generation_id)
         writer.add(raw_row, values)
 

@@ -21,10 +21,12 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.sql import SQLTarget
 
+from target_postgres_hp.casting import SHORT_LINE
 from target_postgres_hp.config import CONFIG_SCHEMA, Settings
 from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.errors import BadInput, ConfigError, TargetError, first_line
 from target_postgres_hp.reader import LineReader, state_value_text
+from target_postgres_hp.records import Envelope
 from target_postgres_hp.sinks import PostgresSink
 
 
@@ -137,7 +139,59 @@ class TargetPostgresHP(SQLTarget):
                 if sink.stream_name in {m.stream_alias for m in known or []}:
                     self.drain_one(sink)
         super()._process_schema_message(message_dict)
+        self._route_records(stream_name)
         self._emit_safe_state()
+
+    def _route_records(self, stream_name: str) -> None:
+        """Let the reader hand the stream's clean RECORD lines straight to `_fast_record`
+        when no stream map changes its records."""
+        self.reader.fast_records.pop(stream_name, None)
+        stream_maps = self.mapper.stream_maps.get(stream_name) or []
+        if len(stream_maps) != 1:
+            return
+        stream_map = stream_maps[0]
+        if type(stream_map) is not SameRecordTransform or stream_map.flattening_enabled:
+            return
+        alias = stream_map.stream_alias
+
+        def handle(envelope: Envelope, line: str | bytes) -> bool:
+            return self._fast_record(alias, envelope, line)
+
+        self.reader.fast_records[stream_name] = handle
+
+    def _fast_record(self, alias: str, envelope: Envelope, line: str | bytes) -> bool:
+        """Stage a RECORD decoded the fast way (`records`); False leaves it to the slow way,
+        which cleans it or says what is wrong with it."""
+        sink = self._sinks_active.get(alias)
+        if (
+            not isinstance(sink, PostgresSink)
+            or sink.record_fields is None
+            or envelope.record is None
+        ):
+            return False
+        values = sink.record_fields.values(envelope.record)
+        if values is None:
+            return False
+        self._record_seq += 1
+        if not sink.current_size:
+            sink.first_pending_seq = self._record_seq
+            if not self.target_connector.streaming_slots_left:
+                self._drain_oldest_batch()
+        sink.tally_record_read()
+        sink.add_values(
+            values,
+            str(envelope.record, "utf-8"),
+            envelope.time_extracted,
+            envelope.version,
+            short=len(line) <= SHORT_LINE,
+        )
+        sink.record_counter_metric.increment()
+        if sink.is_full:
+            self.drain_one(sink)
+            self._emit_safe_state()
+        if not self._record_seq & 1023:
+            self._handle_max_record_age()
+        return True
 
     def _process_activate_version_message(self, message_dict: dict[str, Any]) -> None:
         """Apply ACTIVATE_VERSION once every record of the stream before it is committed."""

@@ -1,0 +1,200 @@
+"""The fast way in for RECORD lines (records.py): it must give exactly what the slow way gives,
+the dict decode and `RowCaster.row`, for every line it takes, and refuse the lines it cannot
+take so the slow way handles them."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from target_postgres_hp.casting import (
+    ARRAY,
+    BOOLEAN,
+    DATE,
+    INTEGER,
+    JSON_TEXT_COLUMNS,
+    JSONB,
+    NUMBER,
+    OBJECT,
+    SHORT_LINE,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    TIMESTAMPTZ,
+    TIMETZ,
+    ColumnType,
+    RowCaster,
+    cast_for,
+)
+from target_postgres_hp.reader import _decode
+from target_postgres_hp.records import ENVELOPE, RecordFields
+
+ALL_COLUMNS = [STRING, NUMBER, INTEGER, BOOLEAN, OBJECT, ARRAY, JSONB]
+ALL_COLUMNS += [TIMESTAMPTZ, TIMESTAMP, TIMETZ, TIME, DATE]
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(
+        [
+            "",
+            "x",
+            "12",
+            "-1.5e3",
+            "true",
+            "NaN",
+            "2024-01-02",
+            "2024-01-02T03:04:05.1234567+01:00",
+            "2024-01-02 03:04:05",
+            "10:00:00",
+            "10:00:00.9999995Z",
+            "null",
+            "é\\u00e9",
+        ]
+    )
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def plan_of(columns: list[tuple[str, ColumnType]]) -> list[Any]:
+    return [(name, cast_for(column, non_finite_numbers=True), column) for name, column in columns]
+
+
+def both_ways(
+    columns: list[tuple[str, ColumnType]], line: bytes, keys: list[str]
+) -> tuple[Any, Any]:
+    """The typed row of a RECORD line the slow way and the fast way (None if refused)."""
+    plan = plan_of(columns)
+    json_texts = frozenset(
+        index
+        for index, (name, column) in enumerate(columns)
+        if column in JSON_TEXT_COLUMNS and name not in keys
+    )
+    caster = RowCaster(plan, json_texts)
+    message, _ = _decode(line)
+    slow = caster.row(message["record"])
+    envelope = ENVELOPE.decode(line)
+    fields = RecordFields([name for name, _ in columns], json_texts, keys)
+    values = fields.values(envelope.record)
+    if values is None:
+        return slow, None
+    fast = caster.row_of_values(values, short=len(line) <= SHORT_LINE)
+    return slow, fast
+
+
+def record_line(record: dict[str, Any]) -> bytes:
+    text = json.dumps(record, default=str, ensure_ascii=False)
+    return b'{"type":"RECORD","stream":"s","record":' + text.encode() + b"}"
+
+
+def same(slow: tuple[list[Any], Any], fast: tuple[list[Any], Any]) -> None:
+    """Equal values of equal types; JSON texts compared as JSON, changes exactly."""
+    assert len(slow[0]) == len(fast[0])
+    for mine, theirs in zip(slow[0], fast[0], strict=True):
+        if isinstance(mine, str) and isinstance(theirs, str) and mine != theirs:
+            assert json.loads(mine, parse_float=Decimal) == json.loads(theirs, parse_float=Decimal)
+        else:
+            assert mine == theirs
+            assert type(mine) is type(theirs)
+    assert slow[1] == fast[1]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(ALL_COLUMNS), VALUES), max_size=8), st.data())
+def test_fast_way_types_like_the_slow_way(
+    cells: list[tuple[ColumnType, Any]], data: st.DataObject
+) -> None:
+    columns = [(f"p{index}", column) for index, (column, _) in enumerate(cells)]
+    present = data.draw(st.lists(st.booleans(), min_size=len(cells), max_size=len(cells)))
+    record = {
+        f"p{index}": value
+        for index, ((_, value), keep) in enumerate(zip(cells, present, strict=True))
+        if keep
+    }
+    record["extra"] = {"not": "a column"}
+    slow, fast = both_ways(columns, record_line(record), keys=[])
+    assert fast is not None
+    same(slow, fast)
+
+
+def test_json_text_columns_keep_the_text_of_the_line() -> None:
+    line = (
+        b'{"type":"RECORD","stream":"s","record":{"id":7,"o":{"b":1.50,"a":[1, "x"]},'
+        b'"arr":[{"k":null}],"any":"text","n":null}}'
+    )
+    columns = [("id", INTEGER), ("o", OBJECT), ("arr", ARRAY), ("any", JSONB), ("n", OBJECT)]
+    slow, fast = both_ways(columns, line, keys=["id"])
+    assert fast == ([7, '{"b":1.50,"a":[1, "x"]}', '[{"k":null}]', '"text"', None], [])
+    same(slow, fast)
+
+
+def test_json_text_of_the_wrong_kind_is_nulled_and_recorded() -> None:
+    line = b'{"type":"RECORD","stream":"s","record":{"o":[1],"a":{"x":1},"j":null}}'
+    columns = [("o", OBJECT), ("a", ARRAY), ("j", JSONB)]
+    slow, fast = both_ways(columns, line, keys=[])
+    assert fast is not None
+    assert fast[0] == [None, None, None]
+    assert [change["field"] for change in fast[1]] == ["o", "a"]
+    same(slow, fast)
+
+
+def test_numbers_stay_exact_and_long_lines_check_numeric_range() -> None:
+    digits = "1." + "1" * 16400  # more fractional digits than NUMERIC holds
+    line = ('{"type":"RECORD","stream":"s","record":{"n":' + digits + ',"m":2.50}}').encode()
+    slow, fast = both_ways([("n", NUMBER), ("m", NUMBER)], line, keys=[])
+    assert fast is not None
+    assert fast[0] == [None, Decimal("2.50")]
+    assert str(fast[0][1]) == "2.50"
+    same(slow, fast)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"[1, 2]",
+        b'"text"',
+        b"null",
+        b'{"name": "no id"}',
+    ],
+)
+def test_records_the_fast_way_refuses(record: bytes) -> None:
+    line = b'{"type":"RECORD","stream":"s","record":' + record + b"}"
+    fields = RecordFields(["id", "name"], frozenset(), ["id"])
+    assert fields.values(ENVELOPE.decode(line).record) is None
+
+
+def test_a_null_key_is_a_value_and_keys_outside_the_schema_are_checked() -> None:
+    fields = RecordFields(["id", "o"], frozenset({1}), ["id", "tenant"])
+    assert fields.values(msgspec.Raw(b'{"id": null, "tenant": 3}')) == (None, None, 3)
+    assert fields.values(msgspec.Raw(b'{"id": 1}')) is None
+    with pytest.raises(ValueError, match="key property"):
+        RecordFields(["o"], frozenset({0}), ["o"])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"type":"RECORD","stream":"s","record":{"a":NaN}}',
+        b'{"type":"RECORD","stream":"s","record":{"a":"\\ud800"}}',
+        b'{"type":"RECORD","stream":"s","record":{"a":1}',
+        b'{"type":5,"stream":"s","record":{}}',
+        b'{"type":"RECORD","stream":["s"],"record":{}}',
+    ],
+)
+def test_lines_the_envelope_leaves_to_the_slow_way(line: bytes) -> None:
+    with pytest.raises(msgspec.DecodeError):
+        ENVELOPE.decode(line)
