@@ -623,7 +623,9 @@ class RowCaster:
         return self._changes(*self._row(record))
 
     def row_of_values(
-        self, values: tuple[Any, ...], *, short: bool
+        self,
+        values: tuple[Any, ...],
+        short: bool,
     ) -> tuple[list[Any], list[dict[str, str]]]:
         """The same for a record decoded by `records.RecordFields`, its values in plan order
         (extra values at the end are ignored); `short`: its line had at most `SHORT_LINE`

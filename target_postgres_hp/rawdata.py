@@ -171,6 +171,8 @@ class RawRowBuilder:
         self.empty_meta = _ENCODER.encode({"changes": [], "sync_id": sync_id}).decode("utf-8")
         self._last_moment: datetime | None = None
         self._last_moment_text = ""
+        #: The `time_extracted` that `_last_moment_text` was made from.
+        self._text_of: object = None
 
     def extracted_at(self, time_extracted: object) -> datetime:
         """The record's own `time_extracted` (in UTC), else the time it was read; read times
@@ -197,11 +199,14 @@ class RawRowBuilder:
 
     def id_and_time(self, time_extracted: object) -> tuple[str, str]:
         """A new raw id and the extraction time (ISO text) of one record."""
+        if time_extracted is not None and time_extracted == self._text_of:
+            return self._ids.next(), self._last_moment_text
         moment = self.extracted_at(time_extracted)
         if moment is not self._last_moment:
             self._last_moment = moment
             # Fixed width, so the texts of one stream compare in time order.
             self._last_moment_text = moment.isoformat(timespec="microseconds")
+        self._text_of = time_extracted
         return self._ids.next(), self._last_moment_text
 
     def row(

@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections import Counter
@@ -23,6 +24,9 @@ from target_postgres_hp.errors import BadInput
 from target_postgres_hp.records import ENVELOPE, Envelope
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+#: Allocations between two young-generation collections while loading (the default is 700).
+GC_THRESHOLD = 50_000
 
 
 class _StateLine(msgspec.Struct):
@@ -86,6 +90,25 @@ class LineReader(GenericSingerReader[str]):
         return message
 
     def process_lines(
+        self,
+        file_input: IO[str] | None,
+        callbacks: dict[str, Callable[[dict[str, Any]], None]],
+    ) -> Counter[str]:
+        """Dispatch every line to its handler, with the cyclic garbage collector tuned for
+        the run: a batch's rows are kept until its commit, and with the default thresholds
+        the collector walks them, and every object of the loaded libraries, again and again
+        (7% of a load's CPU). Records make no reference cycles, so it runs less often and
+        skips the objects that exist before the first record."""
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+        try:
+            return self._process_lines(file_input, callbacks)
+        finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+
+    def _process_lines(
         self,
         file_input: IO[str] | None,
         callbacks: dict[str, Callable[[dict[str, Any]], None]],

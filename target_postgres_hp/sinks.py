@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import psycopg
 from singer_sdk.sql import SQLSink
 
@@ -83,6 +84,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         super().__init__(*args, **kwargs)
         settings = self.connector.settings
         self.MAX_SIZE_DEFAULT = settings.batch_size_rows
+        #: Records per batch (the SDK's `max_size`, looked up once).
+        self.batch_rows = self.max_size
         self._rows = RawRowBuilder(sync_id=self.sync_started_at)
         self.run = self.connector.stream_runs.setdefault(self.stream_name, StreamRun())
         self._last_version: int | None = None
@@ -342,33 +345,36 @@ class PostgresSink(SQLSink[PostgresConnector]):
     def add_values(
         self,
         values: tuple[Any, ...],
-        data_json: str,
+        record: msgspec.Raw,
         time_extracted: object,
         version: object,
-        *,
         short: bool,
     ) -> None:
         """Stage one record that `record_fields` decoded from a clean line: its values in
         column order and its JSON text as received (`short`: the line had at most
-        `casting.SHORT_LINE` characters)."""
+        `casting.SHORT_LINE` characters). This is the hot path of a load."""
         typed = None
         deletes = False
         if self.final is not None:
-            typed = self._caster.row_of_values(values, short=short)
+            typed = self._caster.row_of_values(values, short)
             for position in self._marker_positions:
                 if values[position] is not None:
                     deletes = True
-        self._stage(data_json, [], typed, deletes, time_extracted, version)
+        self._stage(str(record, "utf-8"), None, typed, deletes, time_extracted, version)
 
     def _stage(
         self,
         data_json: str,
-        changes: list[dict[str, str]],
+        changes: list[dict[str, str]] | None,
         typed: tuple[list[Any], list[dict[str, str]]] | None,
         deletes: bool,
         time_extracted: object,
         version: object,
     ) -> None:
+        """Stage the raw row and the final row (`typed`: its values and the changes typing
+        made) of one record."""
+        self._batch_records_read += 1
+        self._total_records_read += 1
         run = self.run
         run.received += 1
         generation_id = version if type(version) is int else run.active_version
@@ -378,7 +384,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         writer = self._writer or self._start_batch(generation_id)
         rows = self._rows
         raw_id, extracted_at = rows.id_and_time(time_extracted)
-        meta_json = rows.meta_json(changes)
+        meta_json = rows.meta_json(changes) if changes else rows.empty_meta
         raw_row = (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
         if self.overwrite:
             run.load_records += 1
@@ -391,7 +397,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         if typing_changes:
             run.nulled_rows += 1
             run.nulled_values += len(typing_changes)
-            meta_json = rows.meta_json(changes + typing_changes)
+            meta_json = rows.meta_json([*(changes or []), *typing_changes])
         if deletes:
             writer.saw_delete = True
         values += (raw_id, extracted_at, meta_json, generation_id)
@@ -514,6 +520,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         finally:
             self._release_connections()
         self.run.committed += self.current_size
+        self.record_counter_metric.increment(self.current_size)
         now = time.monotonic()
         if now - self.run.reported >= PROGRESS_EVERY:
             self.run.reported = now

@@ -4,8 +4,10 @@ stream's records to its sink."""
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import sys
+from functools import partial
 from typing import Any, ClassVar
 
 import psycopg
@@ -140,6 +142,7 @@ class TargetPostgresHP(SQLTarget):
                     self.drain_one(sink)
         super()._process_schema_message(message_dict)
         self._route_records(stream_name)
+        gc.freeze()  # what setting up the stream made lives as long as the stream
         self._emit_safe_state()
 
     def _route_records(self, stream_name: str) -> None:
@@ -152,46 +155,37 @@ class TargetPostgresHP(SQLTarget):
         stream_map = stream_maps[0]
         if type(stream_map) is not SameRecordTransform or stream_map.flattening_enabled:
             return
-        alias = stream_map.stream_alias
-
-        def handle(envelope: Envelope, line: str | bytes) -> bool:
-            return self._fast_record(alias, envelope, line)
-
-        self.reader.fast_records[stream_name] = handle
+        self.reader.fast_records[stream_name] = partial(self._fast_record, stream_map.stream_alias)
 
     def _fast_record(self, alias: str, envelope: Envelope, line: str | bytes) -> bool:
         """Stage a RECORD decoded the fast way (`records`); False leaves it to the slow way,
-        which cleans it or says what is wrong with it."""
+        which cleans it or says what is wrong with it. This is the hot path of a load."""
         sink = self._sinks_active.get(alias)
-        if (
-            not isinstance(sink, PostgresSink)
-            or sink.record_fields is None
-            or envelope.record is None
-        ):
+        record = envelope.record
+        if not isinstance(sink, PostgresSink) or sink.record_fields is None or record is None:
             return False
-        values = sink.record_fields.values(envelope.record)
+        values = sink.record_fields.values(record)
         if values is None:
             return False
         self._record_seq += 1
         if not sink.current_size:
-            sink.first_pending_seq = self._record_seq
-            if not self.target_connector.streaming_slots_left:
-                self._drain_oldest_batch()
-        sink.tally_record_read()
+            self._start_pending(sink)
         sink.add_values(
-            values,
-            str(envelope.record, "utf-8"),
-            envelope.time_extracted,
-            envelope.version,
-            short=len(line) <= SHORT_LINE,
+            values, record, envelope.time_extracted, envelope.version, len(line) <= SHORT_LINE
         )
-        sink.record_counter_metric.increment()
-        if sink.is_full:
+        if sink.current_size >= sink.batch_rows:
             self.drain_one(sink)
             self._emit_safe_state()
         if not self._record_seq & 1023:
             self._handle_max_record_age()
         return True
+
+    def _start_pending(self, sink: PostgresSink) -> None:
+        """A sink's batch gets its first record: note where it starts, and free connections
+        for it if every pair is taken."""
+        sink.first_pending_seq = self._record_seq
+        if not self.target_connector.streaming_slots_left:
+            self._drain_oldest_batch()
 
     def _process_activate_version_message(self, message_dict: dict[str, Any]) -> None:
         """Apply ACTIVATE_VERSION once every record of the stream before it is committed."""
@@ -265,12 +259,8 @@ class TargetPostgresHP(SQLTarget):
                         f"record of stream {sink.stream_name} has no value for key property {key}"
                     )
             if not sink.current_size:
-                sink.first_pending_seq = self._record_seq
-                if not self.target_connector.streaming_slots_left:
-                    self._drain_oldest_batch()
-            sink.tally_record_read()
+                self._start_pending(sink)
             sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
-            sink.record_counter_metric.increment()
             if sink.is_full:
                 self.drain_one(sink)
                 self._emit_safe_state()

@@ -61,10 +61,13 @@ SCALARS = (
         ]
     )
 )
+#: Lines with a NUL escape go the slow way (the reader's rule), so keys here have none.
+CLEAN = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
 VALUES = st.recursive(
     SCALARS,
     lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(CLEAN, max_size=4), children, max_size=3)
     ),
     max_leaves=8,
 )
@@ -92,7 +95,7 @@ def both_ways(
     values = fields.values(envelope.record)
     if values is None:
         return slow, None
-    fast = caster.row_of_values(values, short=len(line) <= SHORT_LINE)
+    fast = caster.row_of_values(values, len(line) <= SHORT_LINE)
     return slow, fast
 
 
