@@ -518,6 +518,13 @@ _PASS_THROUGH = {
     BOOLEAN: "v{i} is None or type(v{i}) is bool",
 }
 
+#: Column types whose plain text (pattern) is sent as it is once it parses (parser).
+_PLAIN_TEXT = {
+    TIMESTAMPTZ: ("plain_datetime", "datetime_from_iso"),
+    TIMESTAMP: ("plain_datetime", "datetime_from_iso"),
+    DATE: ("plain_date", "date_from_iso"),
+}
+
 #: Numbers taken as they are when read from a line of at most `SHORT_LINE` characters: no
 #: literal there can have more digits than that, so a Decimal whose leading digit is within
 #: 8000 places of the point fits NUMERIC (131072 digits before the point, 16383 after).
@@ -528,8 +535,17 @@ _SHORT_NUMBER = (
 )
 
 #: Column types whose values a decoded line can hand over as their JSON text (`msgspec.Raw`),
-#: with the first character the column takes (None: any JSON value).
-JSON_TEXT_COLUMNS: dict[ColumnType, str | None] = {OBJECT: "{", ARRAY: "[", JSONB: None}
+#: with the first character the column takes (None: any JSON value). A NUMBER takes the text
+#: of a JSON number as it is: PostgreSQL reads it exactly, as Decimal would.
+JSON_TEXT_COLUMNS: dict[ColumnType, str | None] = {
+    OBJECT: "{",
+    ARRAY: "[",
+    JSONB: None,
+    NUMBER: None,
+}
+#: The first characters of a JSON number.
+_NUMBER_START = frozenset("-0123456789")
+_JSON_VALUE = msgspec.json.Decoder(float_hook=Decimal).decode
 
 
 def _compile_row(
@@ -547,7 +563,17 @@ def _compile_row(
     columns in `json_texts` then arrive as the JSON text of the line (`msgspec.Raw`), which
     needs no encoding, and `short` says the line was at most `SHORT_LINE` characters long.
     """
-    namespace: dict[str, Any] = {"UNFIT": UNFIT, "Decimal": Decimal, "text": str}
+    namespace: dict[str, Any] = {
+        "UNFIT": UNFIT,
+        "Decimal": Decimal,
+        "text": str,
+        "NUMBER_START": _NUMBER_START,
+        "json_value": _JSON_VALUE,
+        "plain_datetime": _PLAIN_DATETIME.fullmatch,
+        "plain_date": _PLAIN_DATE.fullmatch,
+        "datetime_from_iso": datetime.fromisoformat,
+        "date_from_iso": date.fromisoformat,
+    }
     by_position = json_texts is not None
     count = len(plan)
     if by_position:
@@ -566,13 +592,38 @@ def _compile_row(
             lines.append(f"    if v{i} is not None:")
             lines.append(f"        v{i} = text(v{i}, 'utf-8')")
             first = JSON_TEXT_COLUMNS[column]
-            if first is None:
+            if column is NUMBER:
+                # A plain literal (no exponent) from a short line fits NUMERIC; anything else
+                # (a string, a boolean, null, an exponent) is decoded and cast.
+                lines.append(
+                    f"        if not (short and v{i}[0] in NUMBER_START"
+                    f" and 'e' not in v{i} and 'E' not in v{i}):"
+                )
+                lines.append(f"            v{i} = c{i}(json_value(v{i}))")
+                lines.append(f"            bad = bad or v{i} is UNFIT")
+            elif first is None:
                 lines.append(f"        if v{i} == 'null':")
                 lines.append(f"            v{i} = None")
             else:
                 lines.append(f"        if v{i}[0] != {first!r}:")
                 lines.append(f"            v{i} = None if v{i} == 'null' else UNFIT")
                 lines.append(f"            bad = bad or v{i} is UNFIT")
+            continue
+        plain = _PLAIN_TEXT.get(column) if column is not None else None
+        if plain is not None:
+            # Text PostgreSQL reads as Python does is sent as it is, once Python has found it
+            # a valid date (what the cast would do, without its three calls).
+            pattern, parse = plain
+            lines.append(f"    if v{i} is not None:")
+            lines.append(f"        if type(v{i}) is str and {pattern}(v{i}) is not None:")
+            lines.append("            try:")
+            lines.append(f"                {parse}(v{i})")
+            lines.append("            except ValueError:")
+            lines.append(f"                v{i} = UNFIT")
+            lines.append("                bad = True")
+            lines.append("        else:")
+            lines.append(f"            v{i} = c{i}(v{i})")
+            lines.append(f"            bad = bad or v{i} is UNFIT")
             continue
         test = _PASS_THROUGH.get(column) if column is not None else None
         if by_position and column is NUMBER:
@@ -606,17 +657,22 @@ class RowCaster:
     ) -> None:
         self.names = [name for name, _, _ in plan]
         self._row = _compile_row(plan)
-        self._values_row = _compile_row(plan, json_texts)
+        #: `row_of_values` without its changes: the values and whether one did not fit.
+        self.values_row = _compile_row(plan, json_texts)
 
     def _changes(self, values: list[Any], bad: bool) -> tuple[list[Any], list[dict[str, str]]]:
         if not bad:
             return values, []
+        return values, self.changes(values)
+
+    def changes(self, values: list[Any]) -> list[dict[str, str]]:
+        """NULL for each value that did not fit (UNFIT), and the change that records it."""
         changes = []
         for index, name in enumerate(self.names):
             if values[index] is UNFIT:
                 values[index] = None
                 changes.append({"field": name, **NULLED})
-        return values, changes
+        return changes
 
     def row(self, record: Mapping[str, Any]) -> tuple[list[Any], list[dict[str, str]]]:
         """The typed values of one record and the changes typing made."""
@@ -630,4 +686,4 @@ class RowCaster:
         """The same for a record decoded by `records.RecordFields`, its values in plan order
         (extra values at the end are ignored); `short`: its line had at most `SHORT_LINE`
         characters."""
-        return self._changes(*self._values_row(values, short))
+        return self._changes(*self.values_row(values, short))

@@ -168,12 +168,13 @@ class TargetPostgresHP(SQLTarget):
         if values is None:
             return False
         self._record_seq += 1
-        if not sink.current_size:
+        # The SDK's `current_size`, read without its property call.
+        if not sink._batch_records_read:
             self._start_pending(sink)
         sink.add_values(
             values, record, envelope.time_extracted, envelope.version, len(line) <= SHORT_LINE
         )
-        if sink.current_size >= sink.batch_rows:
+        if sink._batch_records_read >= sink.batch_rows:
             self.drain_one(sink)
             self._emit_safe_state()
         if not self._record_seq & 1023:

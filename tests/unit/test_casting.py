@@ -975,7 +975,19 @@ ROW_VALUES: st.SearchStrategy[Any] = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.decimals(allow_nan=False, allow_infinity=False, places=3),
-    st.sampled_from(["", "x", "12", "1.5", "true", "2024-01-02", "10:00:00"]),
+    st.sampled_from(
+        [
+            "",
+            "x",
+            "12",
+            "1.5",
+            "true",
+            "2024-01-02",
+            "10:00:00",
+            "2024-02-30",
+            "2024-02-30 10:00:00",
+        ]
+    ),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=2), st.none()),
 )

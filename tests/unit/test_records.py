@@ -49,11 +49,15 @@ SCALARS = (
             "x",
             "12",
             "-1.5e3",
+            "0.0000001",
             "true",
             "NaN",
             "2024-01-02",
             "2024-01-02T03:04:05.1234567+01:00",
             "2024-01-02 03:04:05",
+            "2024-02-30",
+            "2024-02-30T10:00:00Z",
+            "2024-13-01 00:00:00+0530",
             "10:00:00",
             "10:00:00.9999995Z",
             "null",
@@ -105,10 +109,15 @@ def record_line(record: dict[str, Any]) -> bytes:
 
 
 def same(slow: tuple[list[Any], Any], fast: tuple[list[Any], Any]) -> None:
-    """Equal values of equal types; JSON texts compared as JSON, changes exactly."""
+    """Equal values of equal types; JSON texts compared as JSON, a number's text as the
+    number PostgreSQL reads (value and scale), changes exactly."""
     assert len(slow[0]) == len(fast[0])
     for mine, theirs in zip(slow[0], fast[0], strict=True):
-        if isinstance(mine, str) and isinstance(theirs, str) and mine != theirs:
+        if isinstance(mine, (int, Decimal)) and isinstance(theirs, str):
+            assert type(mine) is not bool
+            assert Decimal(theirs) == mine
+            assert Decimal(theirs).as_tuple().exponent == Decimal(mine).as_tuple().exponent
+        elif isinstance(mine, str) and isinstance(theirs, str) and mine != theirs:
             assert json.loads(mine, parse_float=Decimal) == json.loads(theirs, parse_float=Decimal)
         else:
             assert mine == theirs
@@ -160,8 +169,14 @@ def test_numbers_stay_exact_and_long_lines_check_numeric_range() -> None:
     line = ('{"type":"RECORD","stream":"s","record":{"n":' + digits + ',"m":2.50}}').encode()
     slow, fast = both_ways([("n", NUMBER), ("m", NUMBER)], line, keys=[])
     assert fast is not None
-    assert fast[0] == [None, Decimal("2.50")]
+    assert fast[0] == [None, Decimal("2.50")]  # a long line's numbers are all decoded
     assert str(fast[0][1]) == "2.50"
+    same(slow, fast)
+    short = b'{"type":"RECORD","stream":"s","record":{"n":-0.0000001,"m":"2.50","e":1e999999}}'
+    slow, fast = both_ways([("n", NUMBER), ("m", NUMBER), ("e", NUMBER)], short, keys=[])
+    assert fast is not None
+    assert fast[0] == ["-0.0000001", Decimal("2.50"), None]  # the literal as written
+    assert [change["field"] for change in fast[1]] == ["e"]
     same(slow, fast)
 
 
