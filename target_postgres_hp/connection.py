@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql as pgsql
@@ -14,7 +15,10 @@ from target_postgres_hp.config import Settings
 from target_postgres_hp.errors import ConnectError, PermissionMissing, TargetError
 from target_postgres_hp.keyfiles import KeyFiles, KeyMaterialError
 from target_postgres_hp.naming import raw_identifier
-from target_postgres_hp.tunnel import Endpoint, Tunnel
+
+if TYPE_CHECKING:
+    # Imported when a tunnel is opened: paramiko takes 70 ms to import, a tenth of the start.
+    from target_postgres_hp.tunnel import Endpoint, Tunnel
 
 logger = logging.getLogger("target-postgres-hp.connection")
 
@@ -203,6 +207,8 @@ class Database:
             else:
                 endpoint = None
                 if settings.tunnel.enabled:
+                    from target_postgres_hp.tunnel import Endpoint, Tunnel
+
                     self._tunnel = Tunnel(
                         settings.tunnel,
                         Endpoint(host=settings.host or "", port=settings.port),
