@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import psycopg
 from psycopg import sql as pgsql
 
@@ -15,6 +16,7 @@ from target_postgres_hp.config import Settings
 from target_postgres_hp.errors import ConnectError, PermissionMissing, TargetError
 from target_postgres_hp.keyfiles import KeyFiles, KeyMaterialError
 from target_postgres_hp.naming import raw_identifier
+from target_postgres_hp.records import JsonTextDumper
 
 if TYPE_CHECKING:
     # Imported when a tunnel is opened: paramiko takes 70 ms to import, a tenth of the start.
@@ -250,6 +252,7 @@ class Database:
             conn = psycopg.connect(psycopg.conninfo.make_conninfo("", **self._params))
         except psycopg.Error as error:
             raise ConnectError(explain_connect_error(error, self.target, self.settings)) from None
+        conn.adapters.register_dumper(msgspec.Raw, JsonTextDumper)
         conn.execute(sql.session_setup(self.search_path))
         conn.commit()
         return conn

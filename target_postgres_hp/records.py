@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+from psycopg.adapt import Dumper
 
 
 class Envelope(msgspec.Struct, gc=False):
@@ -83,3 +84,13 @@ class RecordFields:
             if values[position] is msgspec.UNSET:
                 return None
         return values
+
+
+class JsonTextDumper(Dumper):
+    """Writes a `msgspec.Raw`, JSON text as it came in the line, into a COPY as its bytes: no
+    decoding to str and encoding back (registered on every connection, see
+    `connection.Database.connect`)."""
+
+    def dump(self, obj: Any) -> bytes:
+        """The JSON text's UTF-8 bytes (msgspec has checked they are UTF-8)."""
+        return bytes(obj)

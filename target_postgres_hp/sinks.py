@@ -363,11 +363,11 @@ class PostgresSink(SQLSink[PostgresConnector]):
             for position in self._marker_positions:
                 if values[position] is not None:
                     deletes = True
-        self._stage(str(record, "utf-8"), None, typed, deletes, time_extracted, version)
+        self._stage(record, None, typed, deletes, time_extracted, version)
 
     def _stage(
         self,
-        data_json: str,
+        data_json: str | msgspec.Raw,
         changes: list[dict[str, str]] | None,
         typed: tuple[list[Any], list[dict[str, str]] | None] | None,
         deletes: bool,
