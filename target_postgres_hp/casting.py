@@ -519,10 +519,12 @@ _PASS_THROUGH = {
 }
 
 #: Column types whose plain text (pattern) is sent as it is once it parses (parser).
+#: For a date, ten characters with a dash at 7 that `date.fromisoformat` accepts can only be
+#: YYYY-MM-DD (it refuses non-ASCII digits; a week date has its dash at 8).
 _PLAIN_TEXT = {
-    TIMESTAMPTZ: ("plain_datetime", "datetime_from_iso"),
-    TIMESTAMP: ("plain_datetime", "datetime_from_iso"),
-    DATE: ("plain_date", "date_from_iso"),
+    TIMESTAMPTZ: ("plain_datetime(v{i}) is not None", "datetime_from_iso"),
+    TIMESTAMP: ("plain_datetime(v{i}) is not None", "datetime_from_iso"),
+    DATE: ("len(v{i}) == 10 and v{i}[7] == '-'", "date_from_iso"),
 }
 
 #: Numbers taken as they are when read from a line of at most `SHORT_LINE` characters: no
@@ -570,7 +572,6 @@ def _compile_row(
         "NUMBER_START": _NUMBER_START,
         "json_value": _JSON_VALUE,
         "plain_datetime": _PLAIN_DATETIME.fullmatch,
-        "plain_date": _PLAIN_DATE.fullmatch,
         "datetime_from_iso": datetime.fromisoformat,
         "date_from_iso": date.fromisoformat,
     }
@@ -615,7 +616,7 @@ def _compile_row(
             # a valid date (what the cast would do, without its three calls).
             pattern, parse = plain
             lines.append(f"    if v{i} is not None:")
-            lines.append(f"        if type(v{i}) is str and {pattern}(v{i}) is not None:")
+            lines.append(f"        if type(v{i}) is str and {pattern.format(i=i)}:")
             lines.append("            try:")
             lines.append(f"                {parse}(v{i})")
             lines.append("            except ValueError:")

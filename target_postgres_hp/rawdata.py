@@ -22,8 +22,8 @@ TRUNCATED = {"change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"}
 
 _COUNTER_BITS = 74
 _COUNTER_MASK = (1 << _COUNTER_BITS) - 1
-_LOW_MASK = (1 << 62) - 1
-_VARIANT = 0b10 << 62
+_LOW48 = (1 << 48) - 1
+_HIGH26 = (1 << 26) - 1
 
 
 class TimeOrderedIds:
@@ -32,35 +32,37 @@ class TimeOrderedIds:
     Ids made later sort later, so the raw table's primary-key index is appended to at its
     right edge instead of being written all over, as random UUIDs would make it.
 
-    The first three groups (timestamp, version, the counter's top 12 bits) change at most once
-    a millisecond, so their text is kept and only the last 64 bits are formatted per id.
+    Everything but the last 48 bits (the timestamp, the version, the counter's top 26 bits)
+    changes at most once a millisecond, so its text is kept and one number is formatted per id.
     """
 
     def __init__(self) -> None:
         seed = int.from_bytes(os.urandom(10), "big") & _COUNTER_MASK
-        #: The counter, as its top 12 bits and its low 62 bits.
-        self._high, self._low = seed >> 62, seed & _LOW_MASK
+        #: The counter, as its top 26 bits and its low 48 bits.
+        self._high, self._low = seed >> 48, seed & _LOW48
         self._millis = 0
-        self._head_key = -1
-        self._head = ""
+        self._prefix_key = -1
+        self._prefix = ""
 
     def next(self) -> str:
         """The next id; never smaller than the previous one, even if the clock steps back."""
         low = self._low + 1
-        if low > _LOW_MASK:
+        if low > _LOW48:
             low = 0
-            self._high = (self._high + 1) & 0xFFF
+            self._high = (self._high + 1) & _HIGH26
         self._low = low
         millis = time.time_ns() // 1_000_000
         if millis > self._millis:
             self._millis = millis
-        head_key = self._millis << 12 | self._high
-        if head_key != self._head_key:
-            self._head_key = head_key
-            text = f"{self._millis:012x}"
-            self._head = f"{text[:8]}-{text[8:]}-{0x7000 | self._high:04x}-"
-        tail = _VARIANT | low
-        return f"{self._head}{tail >> 48:04x}-{tail & 0xFFFFFFFFFFFF:012x}"
+        key = self._millis << 26 | self._high
+        if key != self._prefix_key:
+            self._prefix_key = key
+            high = self._high
+            stamp = f"{self._millis:012x}"
+            self._prefix = (
+                f"{stamp[:8]}-{stamp[8:]}-{0x7000 | high >> 14:04x}-{0x8000 | high & 0x3FFF:04x}-"
+            )
+        return f"{self._prefix}{low:012x}"
 
 
 def first_id_at(millis: int) -> str:

@@ -986,6 +986,7 @@ ROW_VALUES: st.SearchStrategy[Any] = st.one_of(
             "10:00:00",
             "2024-02-30",
             "2024-02-30 10:00:00",
+            "2023-W01-1",
         ]
     ),
     st.lists(st.integers(), max_size=2),
