@@ -584,6 +584,12 @@ def _compile_row(
     else:
         lines = ["def row(record):", "    get = record.get"]
     lines.append("    bad = False")
+
+    def cast_call(i: int, indent: str, argument: str = "v{i}") -> None:
+        """The lines that call column i's cast and note a value that did not fit."""
+        lines.append(f"{indent}v{i} = c{i}({argument.format(i=i)})")
+        lines.append(f"{indent}bad = bad or v{i} is UNFIT")
+
     for i, (name, cast, column) in enumerate(plan):
         namespace[f"n{i}"] = name
         namespace[f"c{i}"] = cast
@@ -600,8 +606,7 @@ def _compile_row(
                     f"        if not (short and v{i}[0] in NUMBER_START"
                     f" and 'e' not in v{i} and 'E' not in v{i}):"
                 )
-                lines.append(f"            v{i} = c{i}(json_value(v{i}))")
-                lines.append(f"            bad = bad or v{i} is UNFIT")
+                cast_call(i, " " * 12, "json_value(v{i})")
             elif first is None:
                 lines.append(f"        if v{i} == 'null':")
                 lines.append(f"            v{i} = None")
@@ -623,19 +628,16 @@ def _compile_row(
             lines.append(f"                v{i} = UNFIT")
             lines.append("                bad = True")
             lines.append("        else:")
-            lines.append(f"            v{i} = c{i}(v{i})")
-            lines.append(f"            bad = bad or v{i} is UNFIT")
+            cast_call(i, " " * 12)
             continue
         test = _PASS_THROUGH.get(column) if column is not None else None
         if by_position and column is NUMBER:
             test = _SHORT_NUMBER
         if test is None:
-            lines.append(f"    v{i} = c{i}(v{i})")
-            lines.append(f"    bad = bad or v{i} is UNFIT")
+            cast_call(i, " " * 4)
         else:
             lines.append(f"    if not ({test.format(i=i)}):")
-            lines.append(f"        v{i} = c{i}(v{i})")
-            lines.append(f"        bad = bad or v{i} is UNFIT")
+            cast_call(i, " " * 8)
     lines.append("    return [" + ", ".join(f"v{i}" for i in range(count)) + "], bad")
     exec("\n".join(lines), namespace)  # noqa: S102 - the source is built above from indexes only
     function: Callable[..., tuple[list[Any], bool]] = namespace["row"]
@@ -658,22 +660,18 @@ class RowCaster:
     ) -> None:
         self.names = [name for name, _, _ in plan]
         self._row = _compile_row(plan)
-        #: `row_of_values` without its changes: the values and whether one did not fit.
-        self.values_row = _compile_row(plan, json_texts)
+        self._values_row = _compile_row(plan, json_texts)
 
     def _changes(self, values: list[Any], bad: bool) -> tuple[list[Any], list[dict[str, str]]]:
+        """NULL for each value that did not fit (UNFIT), and the change that records it."""
         if not bad:
             return values, []
-        return values, self.changes(values)
-
-    def changes(self, values: list[Any]) -> list[dict[str, str]]:
-        """NULL for each value that did not fit (UNFIT), and the change that records it."""
         changes = []
         for index, name in enumerate(self.names):
             if values[index] is UNFIT:
                 values[index] = None
                 changes.append({"field": name, **NULLED})
-        return changes
+        return values, changes
 
     def row(self, record: Mapping[str, Any]) -> tuple[list[Any], list[dict[str, str]]]:
         """The typed values of one record and the changes typing made."""
@@ -687,4 +685,4 @@ class RowCaster:
         """The same for a record decoded by `records.RecordFields`, its values in plan order
         (extra values at the end are ignored); `short`: its line had at most `SHORT_LINE`
         characters."""
-        return self._changes(*self.values_row(values, short))
+        return self._changes(*self._values_row(values, short))

@@ -167,30 +167,21 @@ class RawRowBuilder:
     def __init__(self, sync_id: int) -> None:
         self.sync_id = sync_id
         self._ids = TimeOrderedIds()
-        self._last_extracted_at: datetime | None = None
-        self._last_time_extracted: object = None
         self._last_read_at: datetime | None = None
         self.empty_meta = _ENCODER.encode({"changes": [], "sync_id": sync_id}).decode("utf-8")
-        self._last_moment: datetime | None = None
+        #: The extraction time's text, and the `time_extracted` it was made from.
         self._last_moment_text = ""
-        #: The `time_extracted` that `_last_moment_text` was made from.
         self._text_of: object = None
 
     def extracted_at(self, time_extracted: object) -> datetime:
         """The record's own `time_extracted` (in UTC), else the time it was read; read times
         never go backwards within the stream, even if the clock does."""
-        last = self._last_extracted_at
-        same_as_last = time_extracted is not None and time_extracted == self._last_time_extracted
-        if last is not None and same_as_last:
-            return last
         moment = parse_time_extracted(time_extracted)
         if moment is None:
             moment = datetime.now(timezone.utc)
             if self._last_read_at is not None and moment < self._last_read_at:
                 moment = self._last_read_at
             self._last_read_at = moment
-        self._last_extracted_at = moment
-        self._last_time_extracted = time_extracted
         return moment
 
     def meta_json(self, changes: list[dict[str, str]]) -> str:
@@ -200,24 +191,14 @@ class RawRowBuilder:
         return _ENCODER.encode({"changes": changes, "sync_id": self.sync_id}).decode("utf-8")
 
     def id_and_time(self, time_extracted: object) -> tuple[str, str]:
-        """A new raw id and the extraction time (ISO text) of one record."""
-        if time_extracted is not None and time_extracted == self._text_of:
-            return self._ids.next(), self._last_moment_text
-        moment = self.extracted_at(time_extracted)
-        if moment is not self._last_moment:
-            self._last_moment = moment
+        """A new raw id and the extraction time (ISO text) of one record; a `time_extracted`
+        like the last one's reuses its text."""
+        if time_extracted is None or time_extracted != self._text_of:
             # Fixed width, so the texts of one stream compare in time order.
+            moment = self.extracted_at(time_extracted)
             self._last_moment_text = moment.isoformat(timespec="microseconds")
-        self._text_of = time_extracted
+            self._text_of = time_extracted
         return self._ids.next(), self._last_moment_text
-
-    def row(
-        self, data: dict[str, Any], changes: list[dict[str, str]], time_extracted: object
-    ) -> tuple[str, str, str, str]:
-        """Id, extraction time (ISO text), `_airbyte_data` and `_airbyte_meta` of one cleaned
-        record."""
-        raw_id, extracted_at = self.id_and_time(time_extracted)
-        return raw_id, extracted_at, data_json(data), self.meta_json(changes)
 
 
 def data_json(data: dict[str, Any]) -> str:

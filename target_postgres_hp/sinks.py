@@ -96,7 +96,6 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.overwrite = self.load_method == "overwrite"
         self.final: FinalTarget | None = None
         self._caster = RowCaster([])
-        self._values_row = self._caster.values_row
         #: The key properties, looked up once (the SDK's property conforms them per call).
         self.record_keys = list(self._key_properties)
         self._writer: BatchWriter | None = None
@@ -208,7 +207,6 @@ class PostgresSink(SQLSink[PostgresConnector]):
             if kind in JSON_TEXT_COLUMNS and index not in special
         )
         self._caster = RowCaster(plan, json_texts)
-        self._values_row = self._caster.values_row
         self.record_fields = RecordFields(
             [column.prop for column in columns], json_texts, self.record_keys
         )
@@ -358,8 +356,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         typed = None
         deletes = False
         if self.final is not None:
-            row, bad = self._values_row(values, short)
-            typed = (row, self._caster.changes(row) if bad else None)
+            typed = self._caster.row_of_values(values, short)
             for position in self._marker_positions:
                 if values[position] is not None:
                     deletes = True
@@ -369,7 +366,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self,
         data_json: str | msgspec.Raw,
         changes: list[dict[str, str]] | None,
-        typed: tuple[list[Any], list[dict[str, str]] | None] | None,
+        typed: tuple[list[Any], list[dict[str, str]]] | None,
         deletes: bool,
         time_extracted: object,
         version: object,

@@ -7,7 +7,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from target_postgres_hp.rawdata import RawRowBuilder, TimeOrderedIds, clean_record, make_storable
+from target_postgres_hp.rawdata import (
+    RawRowBuilder,
+    TimeOrderedIds,
+    clean_record,
+    data_json,
+    make_storable,
+)
 
 
 def test_ids_are_uuid7_and_increase() -> None:
@@ -50,9 +56,8 @@ def test_row_keeps_numbers_exact_and_records_changes() -> None:
         "text": "😀 ü",
     }
     cleaned, changes = clean_record(record)
-    raw_id, extracted_at, data, meta = builder.row(
-        cleaned, changes, time_extracted="2024-01-02T03:04:05+02:00"
-    )
+    raw_id, extracted_at = builder.id_and_time("2024-01-02T03:04:05+02:00")
+    data, meta = data_json(cleaned), builder.meta_json(changes)
     uuid.UUID(raw_id)
     assert datetime.fromisoformat(extracted_at) == datetime(
         2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc
