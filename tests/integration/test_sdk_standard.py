@@ -381,6 +381,18 @@ class Checked(TargetFileTestTemplate):
         assert self.db.count(RAW_SCHEMA, raw_table(stream)) == 0
 
 
+class RefusesInput(Checked):
+    """An SDK test whose input the target refuses: the run raises BadInput, which `validate()`
+    then checks."""
+
+    error: BadInput | None = None
+
+    def test(self) -> None:
+        with pytest.raises(BadInput) as caught:
+            self.runner.sync_all()
+        self.error = caught.value
+
+
 # --------------------------------------------------------------------------- the SDK tests
 
 
@@ -531,16 +543,9 @@ class EncodedStringData(Checked, sdk.TargetEncodedStringData):
         self.assert_states(state_texts(text))
 
 
-class InvalidSchema(Checked, sdk.TargetInvalidSchemaTest):
+class InvalidSchema(RefusesInput, sdk.TargetInvalidSchemaTest):
     """A SCHEMA message without `properties`: the SDK expects any exception; SPEC §9 makes it a
     BadInput naming line 1 and the problem, with nothing loaded."""
-
-    error: BadInput | None = None
-
-    def test(self) -> None:
-        with pytest.raises(BadInput) as caught:
-            self.runner.sync_all()
-        self.error = caught.value
 
     def validate(self) -> None:
         assert self.error is not None
@@ -639,17 +644,10 @@ class PrimaryKeyUpdates(Checked, sdk.TargetPrimaryKeyUpdates):
         assert self.emitted_states() == []
 
 
-class RecordBeforeSchema(Checked, sdk.TargetRecordBeforeSchemaTest):
+class RecordBeforeSchema(RefusesInput, sdk.TargetRecordBeforeSchemaTest):
     """The SDK expects its `RecordsWithoutSchemaException`; SPEC §9 makes a RECORD before its
     SCHEMA a BadInput naming the line (1) and the stream. The run stops there, so the SCHEMA and
     RECORD after it are not loaded."""
-
-    error: BadInput | None = None
-
-    def test(self) -> None:
-        with pytest.raises(BadInput) as caught:
-            self.runner.sync_all()
-        self.error = caught.value
 
     def validate(self) -> None:
         assert self.error is not None
@@ -657,16 +655,9 @@ class RecordBeforeSchema(Checked, sdk.TargetRecordBeforeSchemaTest):
         self.assert_nothing_loaded("test_record_before_schema")
 
 
-class RecordMissingKeyProperty(Checked, sdk.TargetRecordMissingKeyProperty):
+class RecordMissingKeyProperty(RefusesInput, sdk.TargetRecordMissingKeyProperty):
     """The SDK expects its `MissingKeyPropertiesError`; SPEC §9 makes a record missing a key
     property an error naming the stream and the property: BadInput for line 2. Nothing loads."""
-
-    error: BadInput | None = None
-
-    def test(self) -> None:
-        with pytest.raises(BadInput) as caught:
-            self.runner.sync_all()
-        self.error = caught.value
 
     def validate(self) -> None:
         assert self.error is not None
