@@ -23,7 +23,7 @@ from target_postgres_hp.connection import Database, translate_privilege_error
 from target_postgres_hp.dependents import dependents_set_aside
 from target_postgres_hp.errors import DependentObjects, StreamLocked
 from target_postgres_hp.loading import PgConnection
-from target_postgres_hp.naming import assign_names, derived_name
+from target_postgres_hp.naming import assign_names, derived_name, raw_table_name
 
 #: Comment keys of the target's helper tables: a full refresh's side table, a stream's
 #: tombstones (hard-deleted keys).
@@ -63,6 +63,11 @@ def _privileges_explained(action: str) -> Iterator[None]:
         yield
     except psycopg.errors.InsufficientPrivilege as error:
         raise translate_privilege_error(error, action) from None
+
+
+def _raw_owner_key(final_schema: str, stream: str) -> str:
+    """What a raw table belongs to: one stream's final table in one schema."""
+    return f"{final_schema}\x00{stream}"
 
 
 def _comment(key: str, value: str) -> str:
@@ -172,17 +177,127 @@ class PostgresConnector(SQLConnector):
             )
         return table
 
-    def prepare_raw_table(self, schema: str, conformed: str, stream: str) -> str:
-        """Create the raw table of a stream (and its schema) unless they exist; return its
-        name."""
+    def prepare_raw_table(
+        self, schema: str, conformed: str, stream: str, final_schema: str, stream_table: str
+    ) -> str:
+        """Create the raw table of the final table that stream `stream` has in `final_schema`
+        (and the raw schema) unless they exist; return its name.
+
+        A raw table records its final table's schema and stream in its comment, so each final
+        table has its own raw table whatever settings earlier runs used (SPEC §4.1). Raw tables
+        of earlier versions recorded only the stream: such a table is adopted by the final
+        table whose raw name it has, and raw rows of other final tables it holds are moved to
+        their own raw tables first (`_split_shared_raw`).
+        """
         self.prepare_schema(schema)
         with self._ddl(f"create table {schema}.{conformed}") as conn:
-            table = self._table_for_stream(conn, schema, conformed, stream)
-            primary_key = derived_name(table, "pkey")
-            index = derived_name(table, "untyped")
-            conn.execute(sql.create_raw_table(schema, table, primary_key, index))
-            conn.execute(sql.comment_on_table(schema, table, _comment("stream", stream)))
+            table, legacy = self._raw_table_of(conn, schema, conformed, stream, final_schema)
+            self._create_raw_table(conn, schema, table, stream, final_schema)
+            if legacy:
+                self._split_shared_raw(conn, schema, table, stream, final_schema, stream_table)
         return table
+
+    def _raw_table_of(
+        self,
+        conn: PgConnection,
+        schema: str,
+        conformed: str,
+        stream: str,
+        final_schema: str,
+    ) -> tuple[str, bool]:
+        """The raw table of (final_schema, stream) in `schema`, and whether it is a table an
+        earlier version made, which recorded only its stream."""
+        me = _raw_owner_key(final_schema, stream)
+        owners: dict[str, str | None] = {}
+        legacy: set[str] = set()
+        for name, comment in conn.execute(sql.SCHEMA_TABLES, (schema,)).fetchall():
+            recorded = _recorded(comment, "stream")
+            owner_schema = _recorded(comment, "final_schema")
+            if recorded is None:
+                owners[name] = _companion_owner(comment)
+            elif owner_schema is not None:
+                owners[name] = _raw_owner_key(owner_schema, recorded)
+            elif recorded == stream and name == conformed:
+                owners[name] = me
+                legacy.add(name)
+            else:
+                owners[name] = f"\x00legacy:{recorded}"
+        table = assign_names([(me, conformed)], owners, frozenset())[me]
+        if table != conformed:
+            logger.warning(
+                "Stream %s (final tables in schema %s) has its raw table %s.%s because %s is"
+                " taken by another final table",
+                stream,
+                final_schema,
+                schema,
+                table,
+                conformed,
+            )
+        return table, table in legacy
+
+    def _create_raw_table(
+        self, conn: PgConnection, schema: str, table: str, stream: str, final_schema: str
+    ) -> None:
+        primary_key = derived_name(table, "pkey")
+        index = derived_name(table, "untyped")
+        conn.execute(sql.create_raw_table(schema, table, primary_key, index))
+        owner = json.dumps({"stream": stream, "final_schema": final_schema}, ensure_ascii=False)
+        conn.execute(sql.comment_on_table(schema, table, owner))
+
+    def _split_shared_raw(
+        self,
+        conn: PgConnection,
+        schema: str,
+        table: str,
+        stream: str,
+        final_schema: str,
+        stream_table: str,
+    ) -> None:
+        """Give back to their own raw tables the raw rows of other final tables of `stream`
+        that an earlier version wrote into this one (it found raw tables by stream name only,
+        so a stream loaded with two `schema` settings shared one). A row belongs to the final
+        table holding its raw id; the stream's tombstones are split the same way."""
+        others = conn.execute(
+            sql.FINAL_TABLES_OF_STREAM, (_comment("stream", stream), final_schema, schema)
+        ).fetchall()
+        for other_schema, other_table in others:
+            moved_to = None
+            conformed = raw_table_name(other_schema, stream_table)
+            other, _ = self._raw_table_of(conn, schema, conformed, stream, other_schema)
+            self._create_raw_table(conn, schema, other, stream, other_schema)
+            moved = conn.execute(
+                sql.move_rows_of(schema, table, schema, other, other_schema, other_table)
+            ).rowcount
+            if moved:
+                moved_to = other
+            tombstones = derived_name(table, "deletes")
+            if conn.execute(sql.RELATION_COMMENT, (schema, tombstones, sql.TABLE_KINDS)).fetchone():
+                other_tombstones = derived_name(other, "deletes")
+                conn.execute(
+                    sql.create_table_like(
+                        schema, other_tombstones, schema, tombstones, if_missing=True
+                    )
+                )
+                conn.execute(
+                    sql.comment_on_table(schema, other_tombstones, _comment(DELETES_OF, stream))
+                )
+                conn.execute(
+                    sql.move_rows_of(schema, tombstones, schema, other_tombstones, schema, other)
+                )
+            if moved_to is not None:
+                logger.warning(
+                    "Raw table %s.%s also held %s raw rows of %s.%s (an earlier version let the"
+                    " two final tables of stream %s share it); they are moved to that table's"
+                    " own raw table %s.%s",
+                    schema,
+                    table,
+                    moved,
+                    other_schema,
+                    other_table,
+                    stream,
+                    schema,
+                    moved_to,
+                )
 
     def prepare_final_table(
         self,
@@ -190,9 +305,9 @@ class PostgresConnector(SQLConnector):
         conformed: str,
         stream: str,
         properties: Sequence[tuple[str, str, ColumnType]],
-    ) -> tuple[str, list[FinalColumn]]:
-        """Create or extend the final table of a stream; return its name and the column of
-        every property, in table order.
+    ) -> tuple[str, list[FinalColumn], list[str]]:
+        """Create or extend the final table of a stream; return its name, the column of
+        every property in table order, and the columns no property fills any more.
 
         `properties` holds (property, conformed column name, wanted type) in schema order.
         Columns keep the name recorded for their property in earlier runs; new properties get
@@ -254,7 +369,9 @@ class PostgresConnector(SQLConnector):
             ),
             key=lambda column: order[column.name],
         )
-        return table, columns
+        filled = {column.name for column in columns}
+        vacated = [name for name in types if name not in filled and name not in RESERVED_COLUMNS]
+        return table, columns, vacated
 
     def _widen(
         self,

@@ -55,6 +55,9 @@ class FinalTarget:
     has_tombstones: bool = False
     #: Set once a batch met rows already in the table, so later batches upsert directly.
     upsert_needed: bool = False
+    #: Columns of the table that no property of the current schema fills (a property removed
+    #: from the schema): a winning record sets them NULL (SPEC §6.3, §7).
+    vacated: list[str] = field(default_factory=list)
 
     @property
     def all_columns(self) -> list[str]:
@@ -103,6 +106,7 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
                 columns,
                 final.conflict,
                 cursor,
+                vacated=final.vacated,
             )
         )
         return
@@ -122,6 +126,7 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
                 final.conflict,
                 cursor,
                 deleted=final.deleted,
+                vacated=final.vacated,
             )
         )
     ]

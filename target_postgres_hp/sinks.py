@@ -148,13 +148,19 @@ class PostgresSink(SQLSink[PostgresConnector]):
         connector = self.connector
         raw_name = raw_table_name(self.namespace, self.stream_table)
         connector.lock_stream(self.stream_name, f"{self.raw_schema}.{raw_name}")
-        self.raw_table = connector.prepare_raw_table(self.raw_schema, raw_name, self.stream_name)
+        self.raw_table = connector.prepare_raw_table(
+            self.raw_schema,
+            raw_name,
+            self.stream_name,
+            final_identifier(self.namespace),
+            self.stream_table,
+        )
         self.record_fields = RecordFields([], frozenset(), self.record_keys)
         if connector.settings.disable_type_dedupe:
             return
         properties = self.schema.get("properties") or {}
         schema = final_identifier(self.namespace)
-        table, columns = connector.prepare_final_table(
+        table, columns, vacated = connector.prepare_final_table(
             schema,
             final_identifier(self.stream_table),
             self.stream_name,
@@ -219,6 +225,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             key_types=key_types,
             cursor=cursor,
             deleted=[(names[positions[marker]], marker) for marker in self._delete_markers],
+            vacated=vacated,
         )
         if self.overwrite:
             self.replaces = (schema, table)

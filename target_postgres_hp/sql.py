@@ -91,6 +91,31 @@ SCHEMA_TABLES = sql.SQL(
     " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 )
 
+#: Tables other than in two schemas (`%s`: the stream's final schema and the raw schema)
+#: whose comment (`%s`, first) records them as a stream's final table.
+FINAL_TABLES_OF_STREAM = sql.SQL(
+    "SELECT n.nspname, c.relname"
+    " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND obj_description(c.oid, 'pg_class') = %s"
+    " AND n.nspname <> %s AND n.nspname <> %s ORDER BY 1, 2"
+)
+
+
+def move_rows_of(
+    schema: str, table: str, to_schema: str, to_table: str, of_schema: str, of_table: str
+) -> sql.Composed:
+    """Move from `table` to `to_table` (same columns) the rows whose raw id is in `of_table`."""
+    return sql.SQL(
+        "WITH moved AS (DELETE FROM {source} WHERE _airbyte_raw_id IN"
+        " (SELECT _airbyte_raw_id FROM {owner}) RETURNING *)"
+        " INSERT INTO {target} SELECT * FROM moved"
+    ).format(
+        source=sql.Identifier(schema, table),
+        owner=sql.Identifier(of_schema, of_table),
+        target=sql.Identifier(to_schema, to_table),
+    )
+
+
 #: Columns of a table in order, with their type and comment.
 TABLE_COLUMNS = sql.SQL(
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod), col_description(c.oid, a.attnum)"
@@ -334,11 +359,13 @@ def upsert_rows(
     conflict: sql.Composable,
     cursor: str | None,
     deleted: Sequence[tuple[str, str]] = (),
+    vacated: Sequence[str] = (),
 ) -> sql.Composed:
     """Insert the rows `source` selects (at most one per key); a row whose key (`conflict`,
-    the key index's terms) exists replaces it only if it wins (SPEC §6.3). With `deleted`
-    marker columns the statement returns the ctid of every written row that is a delete, for
-    the caller to remove."""
+    the key index's terms) exists replaces it only if it wins (SPEC §6.3). The winner replaces
+    the whole row: `vacated` columns, which no property of the current schema fills, become
+    NULL. With `deleted` marker columns the statement returns the ctid of every written row
+    that is a delete, for the caller to remove."""
     column_list = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
     statement = sql.SQL(
         "INSERT INTO {target} AS {alias} ({columns}) SELECT {columns} FROM {source}"
@@ -350,8 +377,15 @@ def upsert_rows(
         source=source,
         keys=conflict,
         assignments=sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(column), sql.Identifier(column))
-            for column in columns
+            [
+                *(
+                    sql.SQL("{} = EXCLUDED.{}").format(
+                        sql.Identifier(column), sql.Identifier(column)
+                    )
+                    for column in columns
+                ),
+                *(sql.SQL("{} = NULL").format(sql.Identifier(column)) for column in vacated),
+            ]
         ),
         wins=beats(sql.SQL("EXCLUDED"), sql.Identifier(table), cursor),
     )
@@ -410,10 +444,13 @@ def alter_column_type(
     )
 
 
-def create_table_like(schema: str, table: str, like_schema: str, like: str) -> sql.Composed:
+def create_table_like(
+    schema: str, table: str, like_schema: str, like: str, *, if_missing: bool = False
+) -> sql.Composed:
     """A table with the columns of another (no indexes, no comments)."""
-    return sql.SQL("CREATE TABLE {} (LIKE {})").format(
-        sql.Identifier(schema, table), sql.Identifier(like_schema, like)
+    create = sql.SQL("CREATE TABLE IF NOT EXISTS" if if_missing else "CREATE TABLE")
+    return sql.SQL("{} {} (LIKE {})").format(
+        create, sql.Identifier(schema, table), sql.Identifier(like_schema, like)
     )
 
 
