@@ -505,27 +505,44 @@ class PostgresConnector(SQLConnector):
                     conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
 
     def open_load(
-        self, side: tuple[str, str], like: tuple[str, str], stream: str, generation: int
+        self, side: tuple[str, str], like: tuple[str, str], stream: str, generation: int | None
     ) -> str | None:
         """Find the side table an earlier run left unfinished for the same Singer table version
-        (`generation`), so the load goes on where that run's last STATE left it; return the
-        raw id from which that load's raw rows start. None when there is none (any other side
-        table is dropped): the caller starts a new load."""
+        (`generation`; None when the stream's records carry no table version), so the load goes
+        on where that run's last STATE left it; return the raw id from which that load's raw
+        rows start. None when there is none: the caller starts a new load.
+
+        Only records of the same table version continue a load (SPEC §6.1): a tap that
+        restarts its full-table sync without table versions sends every record again, so the
+        unfinished load is discarded (and logged) rather than doubled."""
         with self._lock, self.raw_connection() as conn:
             found = conn.execute(sql.RELATION_COMMENT, (*side, sql.TABLE_KINDS)).fetchone()
             if found is None:
                 return None
             since = _recorded(found[0], "since")
-            other = conn.execute(sql.other_generation(*side), (generation,)).fetchone()
-            if since is not None and other is None:
-                logger.info(
-                    "Stream %s: continuing the full refresh an earlier run left unfinished in"
-                    " %s.%s",
-                    stream,
-                    *side,
-                )
-                return since
+            if generation is not None and since is not None:
+                other = conn.execute(sql.other_generation(*side), (generation,)).fetchone()
+                if other is None:
+                    logger.info(
+                        "Stream %s: continuing the full refresh of table version %s an earlier"
+                        " run left unfinished in %s.%s",
+                        stream,
+                        generation,
+                        *side,
+                    )
+                    return since
+            counted = conn.execute(sql.count_rows(*side)).fetchone()
             conn.execute(sql.drop_table(*side))
+        logger.warning(
+            "Stream %s: discarded the unfinished full refresh an earlier run left in %s.%s"
+            " (%s rows): %s, so this run's load starts afresh",
+            stream,
+            *side,
+            counted[0] if counted else 0,
+            "its records carry no table version"
+            if generation is None
+            else f"it is not of table version {generation}",
+        )
         return None
 
     def has_rows(self, schema: str, table: str) -> bool:

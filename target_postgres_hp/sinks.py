@@ -47,6 +47,8 @@ class StreamRun:
 
     #: The Singer table version given to records that carry none (last ACTIVATE_VERSION).
     active_version: int = 0
+    #: Whether the stream uses table versions (a record carried one, or ACTIVATE_VERSION came).
+    versioned: bool = False
     #: An ACTIVATE_VERSION waiting for a record of its version (SPEC §6.1).
     pending_version: int | None = None
     #: The table versions of the records received.
@@ -307,10 +309,11 @@ class PostgresSink(SQLSink[PostgresConnector]):
             return None
         return names[positions[cursor]]
 
-    def _prepare_side(self, *, fresh: bool, generation: int = 0) -> None:
+    def _prepare_side(self, *, fresh: bool, generation: int | None = None) -> None:
         """The table a full refresh's load is built in, beside the live table (SPEC §6.1).
         A new load (`fresh`) continues the one an earlier run left unfinished for the same
-        table version, if there is one, since that run's STATEs covered its records."""
+        table version (`generation`; None for records without one), if there is one, since
+        that run's STATEs covered its records."""
         final, replaces, run = self.final, self.replaces, self.run
         if final is None or replaces is None:
             return
@@ -384,11 +387,15 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._total_records_read += 1
         run = self.run
         run.received += 1
-        generation_id = version if type(version) is int else run.active_version
+        if type(version) is int:
+            generation_id = version
+            run.versioned = True
+        else:
+            generation_id = run.active_version
         if generation_id != self._last_version:
             run.versions.add(generation_id)
             self._last_version = generation_id
-        writer = self._writer or self._start_batch(generation_id)
+        writer = self._writer or self._start_batch(generation_id if run.versioned else None)
         rows = self._rows
         raw_id, extracted_at = rows.id_and_time(time_extracted)
         meta_json = rows.meta_json(changes) if changes else rows.empty_meta
@@ -410,7 +417,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         values += (raw_id, extracted_at, meta_json, generation_id)
         writer.add(raw_row, values)
 
-    def _start_batch(self, generation: int) -> BatchWriter:
+    def _start_batch(self, generation: int | None) -> BatchWriter:
         if self.overwrite and not self.run.load_open:
             self._prepare_side(fresh=True, generation=generation)
         if not self.run.started:
@@ -433,6 +440,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         of its version waits for the next one, or for the end of input."""
         run = self.run
         run.active_version = new_version
+        run.versioned = True
         ready = run.pending_version == new_version or (
             run.load_records > 0 if self.overwrite else new_version in run.versions
         )
@@ -469,7 +477,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         raw rows of earlier loads go (SPEC §6.1). A load without records empties the table."""
         run = self.run
         if self.final is not None and not run.load_open:
-            self._prepare_side(fresh=True, generation=run.active_version)
+            self._prepare_side(fresh=True, generation=run.active_version if run.versioned else None)
         side = (self.final.schema, self.final.table) if self.final is not None else None
         try:
             count = self.connector.replace_contents(

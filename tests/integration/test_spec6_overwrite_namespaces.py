@@ -475,16 +475,16 @@ def test_overwrite_across_a_schema_change_within_the_run(pg_db: PgDatabase, tmp_
 
 def test_failed_reload_leaves_the_old_data(pg_db: PgDatabase, tmp_path: Path) -> None:
     """A reload that stops at a malformed line after committing some batches leaves the final
-    table exactly as the last completed load left it. The next run continues that load from its
-    last emitted STATE (the records after it, the last one re-delivered) and then replaces the
-    table with the whole load."""
+    table exactly as the last completed load left it. The next run, whose records carry the same
+    table version, continues that load from its last emitted STATE (the records after it, the
+    last one re-delivered) and then replaces the table with the whole load (SPEC §6.1)."""
     config = pg_db.config(schema=SCHEMA, load_method="overwrite", batch_size_rows=2)
     first = [user(1, "a", 1), user(2, "a", 2), user(3, "a", 3)]
     load(config, tmp_path / "1", users_schema(keys=["id"]), *first, state(1))
     conn = pg_db.admin()
     snapshot = assert_final(conn, first)
 
-    failing = [user(i, "bad", 10 + i) for i in range(10, 15)]
+    failing = [user(i, "bad", 10 + i, version=VERSION_2) for i in range(10, 15)]
     stdin = lines(
         users_schema(keys=["id"]),
         failing[0],
@@ -504,12 +504,53 @@ def test_failed_reload_leaves_the_old_data(pg_db: PgDatabase, tmp_path: Path) ->
     # ...yet the final table still holds exactly the first load, every column unchanged.
     assert final_rows(conn, SCHEMA, "users") == snapshot
 
-    rest = [failing[4], user(15, "bad", 30)]
+    rest = [failing[4], user(15, "bad", 30, version=VERSION_2)]
     load(config, tmp_path / "3", users_schema(keys=["id"]), *rest)
     assert_final(conn, [*failing, rest[1]])
     # The brief (not SPEC §6.1): the raw table holds the latest load only, here the records of
     # both runs that made it, the re-delivered one twice.
     assert_raw(conn, RAW_USERS, [*failing, *rest])
+
+
+@pytest.mark.parametrize("keys", [[], ["id"]], ids=["keyless", "keyed"])
+def test_an_unfinished_load_without_table_versions_is_discarded(
+    pg_db: PgDatabase, tmp_path: Path, keys: list[str]
+) -> None:
+    """SPEC §6.1: a tap that restarts its full-table sync (no table versions) sends every record
+    again, so the next run starts a new load instead of continuing the unfinished one: no row is
+    doubled, and the discarded load is logged with its row count."""
+    config = pg_db.config(schema=SCHEMA, load_method="overwrite", batch_size_rows=2)
+    load(config, tmp_path / "1", users_schema(keys=keys), user(1, "a", 1), state(1))
+    conn = pg_db.admin()
+    snapshot = final_rows(conn, SCHEMA, "users")
+
+    full = [user(i, "b", 10 + i) for i in range(10, 15)]
+    run = run_target(
+        config, lines(users_schema(keys=keys), *full[:4], state(2), "{not json"), tmp_path / "2"
+    )
+    assert run.returncode != 0, run.stderr
+    assert {"n": 2} in emitted_states(run.stdout), run.stdout
+    assert final_rows(conn, SCHEMA, "users") == snapshot
+
+    again = run_target(config, lines(users_schema(keys=keys), *full, state(3)), tmp_path / "3")
+    assert again.returncode == 0, again.stderr
+    assert "discarded the unfinished full refresh" in again.stderr
+    assert "(4 rows)" in again.stderr
+    assert_final(conn, full)
+    assert_raw(conn, RAW_USERS, full)
+
+
+def test_an_unfinished_load_of_another_version_is_discarded(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """Only records of the same table version continue an unfinished load (SPEC §6.1)."""
+    config = pg_db.config(schema=SCHEMA, load_method="overwrite", batch_size_rows=2)
+    killed = [user(i, "v2", i, version=VERSION_2) for i in (1, 2, 3, 4)]
+    run = run_target(config, lines(users_schema(), *killed, state(1), "{not json"), tmp_path / "1")
+    assert run.returncode != 0, run.stderr
+    fresh = [user(i, "v3", 10 + i, version=VERSION_3) for i in (5, 6)]
+    load(config, tmp_path / "2", users_schema(), *fresh, state(2))
+    assert_final(pg_db.admin(), fresh)
 
 
 def test_old_data_stays_readable_during_a_reload(pg_db: PgDatabase, tmp_path: Path) -> None:

@@ -587,10 +587,15 @@ def test_sigterm_drains_then_exits(pg_db: PgDatabase, tmp_path: Path, reference:
 ITEMS = schema_message("items", {"id": {"type": "integer"}, "v": {"type": "string"}}, ["id"])
 
 
-def items(first: int, last: int, label: str, state_every: int = 0) -> list[dict[str, Any]]:
+def items(
+    first: int, last: int, label: str, state_every: int = 0, version: int | None = None
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for number in range(first, last + 1):
-        out.append(record("items", {"id": number, "v": f"{label} {number}"}))
+        message = record("items", {"id": number, "v": f"{label} {number}"})
+        if version is not None:
+            message["version"] = version
+        out.append(message)
         if state_every and number % state_every == 0:
             out.append({"type": "STATE", "value": {"pos": number}})
     return out
@@ -602,7 +607,8 @@ def items_final(db: PgDatabase) -> list[tuple[Any, ...]]:
 
 def test_sigkill_during_the_overwrite_swap(pg_db: PgDatabase, tmp_path: Path) -> None:
     """A full refresh killed while it replaces the final table's rows: the old rows stay
-    untouched; the re-run from the last emitted state continues the load and ends it."""
+    untouched; the re-run from the last emitted state, whose records carry the same table
+    version (SPEC §6.1), continues the load and ends it."""
     overwrite = {"stream_load_methods": {"items": "overwrite"}}
     old = [*items(1, 10, "old"), *items(20, 22, "old")]
     first = run_target(config(pg_db, **overwrite), messages(ITEMS, *old), tmp_path / "old")
@@ -612,7 +618,7 @@ def test_sigkill_during_the_overwrite_swap(pg_db: PgDatabase, tmp_path: Path) ->
 
     admin = pg_db.admin()
     with live_run(config(pg_db, **overwrite), tmp_path / "crash") as live:
-        live.send(ITEMS, *items(1, 15, "new", state_every=5))
+        live.send(ITEMS, *items(1, 15, "new", state_every=5, version=7))
         live.wait_for_state({"pos": 10})
         # A reader holds the final table: the swap's TRUNCATE has to wait for it.
         admin.execute("BEGIN")
@@ -631,7 +637,7 @@ def test_sigkill_during_the_overwrite_swap(pg_db: PgDatabase, tmp_path: Path) ->
 
     rerun = run_target(
         config(pg_db, **overwrite),
-        messages(ITEMS, *items(resume + 1, 15, "new", state_every=5)),
+        messages(ITEMS, *items(resume + 1, 15, "new", state_every=5, version=7)),
         tmp_path / "rerun",
     )
     assert rerun.returncode == 0, rerun.stderr
