@@ -9,6 +9,7 @@ of a message or a repr.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -437,6 +438,26 @@ class Settings:
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """Validate `config`; raise ConfigError with one sentence per mistake."""
         return _Builder(config).build()
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The settings in one `--config` file; a file that is missing, unreadable, not JSON or not
+    a JSON object is one sentence (SPEC §2), never a traceback."""
+    fix = "pass a file holding one JSON object."
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"Config file {path} does not exist: {fix}"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8"
+        raise ConfigError([f"Config file {path} cannot be read ({reason}): {fix}"]) from None
+    try:
+        settings = json.loads(text)
+    except ValueError as error:
+        raise ConfigError([f"Config file {path} is not JSON ({error}): {fix}"]) from None
+    if not isinstance(settings, dict):
+        raise ConfigError([f"Config file {path} is not a JSON object: {fix}"])
+    return settings
 
 
 def is_local_host(host: str | None) -> bool:

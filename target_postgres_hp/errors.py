@@ -78,6 +78,11 @@ class BadInput(TargetError):
         self.line_number = line_number
 
 
+class KeyNotStorable(TargetError):
+    """A record's key value cannot be stored exactly in its key column (SPEC §6.3); the target
+    reports it as bad input on the record's line."""
+
+
 class StreamLocked(TargetError):
     """Another run is loading the same stream."""
 

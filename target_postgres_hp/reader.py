@@ -28,6 +28,11 @@ _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 #: Allocations between two young-generation collections while loading (the default is 700).
 GC_THRESHOLD = 50_000
 
+#: Python's recursion limit while reading: decoding, cleaning and typing a value go one level
+#: deeper per level of nesting, and SPEC §9 asks for at least 1,000 levels (the default limit
+#: is 1,000 frames in all). Deeper input is bad input, not a crash.
+RECURSION_LIMIT = 12_000
+
 
 class _StateLine(msgspec.Struct):
     value: msgspec.Raw
@@ -52,6 +57,17 @@ def _decode(line: str | bytes) -> tuple[Any, bool]:
     except msgspec.DecodeError as refusal:
         raise ValueError(str(refusal)) from None
     raise ValueError("not JSON")  # pragma: no cover - the stripped line cannot be valid
+
+
+def utf8_problem(line: str | bytes) -> str | None:
+    """What is wrong with a line that is not UTF-8, or None when it is."""
+    if isinstance(line, str) or line.isascii():
+        return None
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"not valid UTF-8 (byte 0x{line[error.start]:02x} at offset {error.start})"
+    return None
 
 
 def state_value_text(line: str | bytes) -> str:
@@ -79,6 +95,9 @@ class LineReader(GenericSingerReader[str]):
 
     def deserialize_json(self, line: str) -> dict[str, Any]:
         """One message; a line that is not a JSON object is bad input."""
+        problem = utf8_problem(line)
+        if problem is not None:
+            raise BadInput(self.line_number, problem)
         try:
             message, fallback = _decode(line)
         except ValueError as error:
@@ -102,9 +121,18 @@ class LineReader(GenericSingerReader[str]):
         thresholds = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+        recursion_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(recursion_limit, RECURSION_LIMIT))
         try:
             return self._process_lines(file_input, callbacks)
+        except RecursionError:
+            raise BadInput(
+                self.line_number,
+                f"nested deeper than the target can read (about {RECURSION_LIMIT - 1_000:,}"
+                " levels of objects and arrays)",
+            ) from None
         finally:
+            sys.setrecursionlimit(recursion_limit)
             gc.set_threshold(*thresholds)
             gc.unfreeze()
 
@@ -121,6 +149,10 @@ class LineReader(GenericSingerReader[str]):
         for line in lines:
             self.line_number += 1
             if fast and not (b"\\u0000" in line if type(line) is bytes else "\\u0000" in line):
+                # msgspec leaves the bytes of a record's unread properties unchecked.
+                problem = utf8_problem(line)
+                if problem is not None:
+                    raise BadInput(self.line_number, problem)
                 try:
                     envelope = ENVELOPE.decode(line)
                 except msgspec.DecodeError:

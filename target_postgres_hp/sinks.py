@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,13 @@ from target_postgres_hp.casting import (
     effective_type,
 )
 from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
-from target_postgres_hp.errors import ConnectionLost, LoadNotReplaced, TargetError, first_line
+from target_postgres_hp.errors import (
+    ConnectionLost,
+    KeyNotStorable,
+    LoadNotReplaced,
+    TargetError,
+    first_line,
+)
 from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection, write_typed
 from target_postgres_hp.naming import (
     derived_name,
@@ -39,6 +46,13 @@ from target_postgres_hp.records import RecordFields
 
 #: Properties whose value marks a record as a delete (SPEC §6.3).
 DELETION_MARKERS = ("_ab_cdc_deleted_at", "_sdc_deleted_at")
+
+
+def _json_text(value: object) -> str:
+    """A value as JSON text for a message, exact numbers unquoted."""
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 @dataclass
@@ -100,6 +114,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._caster = RowCaster([])
         #: The key properties, looked up once (the SDK's property conforms them per call).
         self.record_keys = list(self._key_properties)
+        self._key_set = frozenset(self.record_keys)
         self._writer: BatchWriter | None = None
         self._connections: tuple[PgConnection, PgConnection] | None = None
         #: Input sequence number of the first record of the pending batch.
@@ -342,6 +357,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         deletes = False
         if self.final is not None:
             typed = self._caster.row(data)
+            if typed[1] and self._key_set:
+                self._refuse_unstorable_key(typed[1], data.get)
             deletes = any(data.get(marker) is not None for marker in self._delete_markers)
         self._stage(
             data_json(data),
@@ -367,10 +384,29 @@ class PostgresSink(SQLSink[PostgresConnector]):
         deletes = False
         if self.final is not None:
             typed = self._caster.row_of_values(values, short)
+            if typed[1] and self._key_set:
+                self._refuse_unstorable_key(typed[1], json.loads(bytes(record)).get)
             for position in self._marker_positions:
                 if values[position] is not None:
                     deletes = True
         self._stage(record, None, typed, deletes, time_extracted, version)
+
+    def _refuse_unstorable_key(
+        self, changes: list[dict[str, str]], value_of: Callable[[str], object]
+    ) -> None:
+        """A key never becomes NULL by typing (SPEC §6.3): distinct keys that failed their cast
+        would merge into one row. Such a record is refused, before it is staged."""
+        for change in changes:
+            prop = change["field"]
+            if prop in self._key_set:
+                value = _json_text(value_of(prop))
+                msg = (
+                    f"record of stream {self.stream_name} has key property {prop} = {value},"
+                    " which its key column cannot hold exactly (a key is never NULLed by"
+                    " typing, or distinct keys would merge); fix the value at the source, or"
+                    " change the key column's type"
+                )
+                raise KeyNotStorable(msg)
 
     def _stage(
         self,

@@ -10,6 +10,7 @@ import sys
 from functools import partial
 from typing import Any, ClassVar
 
+import click
 import psycopg
 from singer_sdk.helpers.capabilities import (
     ACTIVATE_VERSION_CONFIG,
@@ -125,11 +126,18 @@ class TargetPostgresHP(SQLTarget):
                 f"SCHEMA message for stream {stream_name} has no properties key"
                 ' (send "properties": {} for a stream without properties)'
             )
-        bookmarks = message_dict.get("bookmark_properties")
-        self.target_connector.bookmarks[stream_name] = (
-            [name for name in bookmarks if isinstance(name, str)]
-            if isinstance(bookmarks, list)
-            else []
+        for names in ("key_properties", "bookmark_properties"):
+            listed = message_dict.get(names)
+            if listed is not None and not (
+                isinstance(listed, list) and all(isinstance(name, str) for name in listed)
+            ):
+                raise self._bad_input(
+                    f"SCHEMA message for stream {stream_name} has {names}"
+                    f" {json.dumps(listed, ensure_ascii=False)}; it must be a list of property"
+                    " names (strings)"
+                )
+        self.target_connector.bookmarks[stream_name] = list(
+            message_dict.get("bookmark_properties") or []
         )
         known = self.mapper.stream_maps.get(stream_name)
         changed = known is None or (
@@ -171,9 +179,12 @@ class TargetPostgresHP(SQLTarget):
         # The SDK's `current_size`, read without its property call.
         if not sink._batch_records_read:
             self._start_pending(sink)
-        sink.add_values(
-            values, record, envelope.time_extracted, envelope.version, len(line) <= SHORT_LINE
-        )
+        try:
+            sink.add_values(
+                values, record, envelope.time_extracted, envelope.version, len(line) <= SHORT_LINE
+            )
+        except KeyNotStorable as refusal:
+            raise self._bad_input(str(refusal)) from None
         if sink._batch_records_read >= sink.batch_rows:
             self.drain_one(sink)
             self._emit_safe_state()
@@ -261,7 +272,10 @@ class TargetPostgresHP(SQLTarget):
                     )
             if not sink.current_size:
                 self._start_pending(sink)
-            sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
+            try:
+                sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
+            except KeyNotStorable as refusal:
+                raise self._bad_input(str(refusal)) from None
             if sink.is_full:
                 self.drain_one(sink)
                 self._emit_safe_state()
@@ -314,6 +328,24 @@ class TargetPostgresHP(SQLTarget):
         if self._target_connector is not None:
             self._target_connector.dispose()
             self._target_connector = None
+
+    @classmethod
+    def cb_config(
+        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
+    ) -> _ConfigInput:
+        """Read the `--config` files; one that is not a config file ends the run with one
+        sentence (SPEC §2)."""
+        _ = param
+        config: dict[str, Any] = {}
+        for path in value:
+            if path == "ENV":
+                continue
+            try:
+                config |= read_config_file(path)
+            except ConfigError as error:
+                cls.logger.error("%s", error)
+                ctx.exit(1)
+        return _ConfigInput(config=config, parse_env="ENV" in value)
 
     @classmethod
     def invoke(  # type: ignore[override]

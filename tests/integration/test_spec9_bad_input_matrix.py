@@ -79,6 +79,16 @@ def columns_of(db: PgDatabase, schema: str, table: str) -> list[tuple[Any, ...]]
 #: Line 8 of the input is the bad line (see `bad_input`).
 BAD_LINE = 8
 
+
+def key_refusal(value: str) -> str:
+    """The error for a users record whose integer key `value` cannot be stored (SPEC §6.3)."""
+    return (
+        f"Input line 8: record of stream users has key property id = {value}, which its key"
+        " column cannot hold exactly (a key is never NULLed by typing, or distinct keys would"
+        " merge); fix the value at the source, or change the key column's type."
+    )
+
+
 #: case id → (the bad line, the one ERROR line the user must see; "..." = any text there).
 CASES: dict[str, tuple[str, str]] = {
     "malformed JSON": (
@@ -124,6 +134,54 @@ CASES: dict[str, tuple[str, str]] = {
     "RECORD without record": (
         json.dumps({"type": "RECORD", "stream": "users"}),
         "Input line 8: RECORD message for stream users has no record object.",
+    ),
+    "integer key beyond BIGINT": (
+        '{"type": "RECORD", "stream": "users", "record": {"id": 1e20, "name": "big"}}',
+        key_refusal("1e+20"),
+    ),
+    "integer key that is not a number": (
+        json.dumps({"type": "RECORD", "stream": "users", "record": {"id": "abc", "name": "s"}}),
+        key_refusal('"abc"'),
+    ),
+    "integer key with a fraction, slow way": (
+        '{"type": "RECORD", "stream": "users", "record": {"id": 1.5, "name": "NaN\\u0000"}}',
+        key_refusal("1.5"),
+    ),
+    "key_properties not strings": (
+        json.dumps(
+            {
+                "type": "SCHEMA",
+                "stream": "orders",
+                "schema": {"properties": {"id": {"type": "integer"}}},
+                "key_properties": [1],
+            }
+        ),
+        "Input line 8: SCHEMA message for stream orders has key_properties [1]; it must be a"
+        " list of property names (strings).",
+    ),
+    "key_properties not a list": (
+        json.dumps(
+            {
+                "type": "SCHEMA",
+                "stream": "orders",
+                "schema": {"properties": {"id": {"type": "integer"}}},
+                "key_properties": "id",
+            }
+        ),
+        'Input line 8: SCHEMA message for stream orders has key_properties "id"; it must be a'
+        " list of property names (strings).",
+    ),
+    "bookmark_properties not strings": (
+        json.dumps(
+            {
+                "type": "SCHEMA",
+                "stream": "orders",
+                "schema": {"properties": {"id": {"type": "integer"}}},
+                "bookmark_properties": [{"a": 1}],
+            }
+        ),
+        'Input line 8: SCHEMA message for stream orders has bookmark_properties [{"a": 1}]; it'
+        " must be a list of property names (strings).",
     ),
     "STATE without value": (
         json.dumps({"type": "STATE", "bookmarks": {}}),
