@@ -177,8 +177,8 @@ class LineReader(GenericSingerReader[str]):
             if callback is None:
                 raise BadInput(
                     self.line_number,
-                    f"unknown message type {message_type!r}; expected SCHEMA, RECORD, STATE"
-                    " or ACTIVATE_VERSION",
+                    f"unknown message type {message_type!r}; expected SCHEMA, RECORD, STATE,"
+                    " ACTIVATE_VERSION or BATCH",
                 )
             callback(message)
             stats[str(message_type)] += 1

@@ -24,10 +24,17 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.sql import SQLTarget
 
+from target_postgres_hp.batch import Manifest
 from target_postgres_hp.casting import SHORT_LINE
-from target_postgres_hp.config import CONFIG_SCHEMA, Settings
+from target_postgres_hp.config import CONFIG_SCHEMA, Settings, read_config_file
 from target_postgres_hp.connector import PostgresConnector
-from target_postgres_hp.errors import BadInput, ConfigError, TargetError, first_line
+from target_postgres_hp.errors import (
+    BadInput,
+    ConfigError,
+    KeyNotStorable,
+    TargetError,
+    first_line,
+)
 from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.records import Envelope
 from target_postgres_hp.sinks import PostgresSink
@@ -46,6 +53,7 @@ class TargetPostgresHP(SQLTarget):
         PluginCapabilities.FLATTENING,
         PluginCapabilities.STRUCTURED_LOGGING,
         PluginCapabilities.ACTIVATE_VERSION,
+        PluginCapabilities.BATCH,
         TargetCapabilities.TARGET_SCHEMA,
     ]
 
@@ -60,7 +68,9 @@ class TargetPostgresHP(SQLTarget):
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
         """Add the SDK's settings for the capabilities declared above, and no others (the
-        SDK's record validation, _sdc metadata and hard_delete switches do not apply)."""
+        SDK's record validation, _sdc metadata and hard_delete switches do not apply, nor
+        does batch_config, which says where a tap writes batch files: this target reads the
+        files each BATCH names)."""
         for builtin in (STREAM_MAPS_CONFIG, FLATTENING_CONFIG, ACTIVATE_VERSION_CONFIG):
             for key, value in builtin["properties"].items():
                 config_jsonschema["properties"].setdefault(key, value)
@@ -198,6 +208,27 @@ class TargetPostgresHP(SQLTarget):
         sink.first_pending_seq = self._record_seq
         if not self.target_connector.streaming_slots_left:
             self._drain_oldest_batch()
+
+    def _process_batch_message(self, message_dict: dict[str, Any]) -> None:
+        """Load a BATCH's records exactly as the same RECORD lines would load, in order with
+        the messages around it (SPEC §9). Every file is read and checked whole before any
+        record is staged, so a bad file stops the run with no record of the BATCH staged."""
+        stream_name = message_dict.get("stream")
+        if not isinstance(stream_name, str):
+            raise self._bad_input("BATCH message without a stream name")
+        if stream_name not in self.mapper.stream_maps:
+            raise self._bad_input(
+                f"BATCH for stream {stream_name} arrived before that stream's SCHEMA message"
+            )
+        manifest = Manifest.from_message(message_dict, stream_name, self.reader.line_number)
+        manifest.check(self.mapper.stream_maps[stream_name][0].raw_key_properties or [])
+        envelope = {"type": "RECORD", "stream": stream_name}
+        if "version" in message_dict:
+            envelope["version"] = message_dict["version"]
+        # Records from files may hold NUL characters or NaN/Infinity: clean them all.
+        self.reader.maybe_dirty = True
+        for record in manifest.records():
+            self._process_record_message({**envelope, "record": record})
 
     def _process_activate_version_message(self, message_dict: dict[str, Any]) -> None:
         """Apply ACTIVATE_VERSION once every record of the stream before it is committed."""

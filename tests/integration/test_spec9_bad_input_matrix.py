@@ -103,8 +103,8 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "unknown message type": (
         json.dumps({"type": "RECORDS", "stream": "users", "record": {"id": 9}}),
-        "Input line 8: unknown message type 'RECORDS'; expected SCHEMA, RECORD, STATE or"
-        " ACTIVATE_VERSION.",
+        "Input line 8: unknown message type 'RECORDS'; expected SCHEMA, RECORD, STATE,"
+        " ACTIVATE_VERSION or BATCH.",
     ),
     "message without a type": (
         json.dumps({"stream": "users", "record": {"id": 9}}),

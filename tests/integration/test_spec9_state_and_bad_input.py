@@ -109,8 +109,8 @@ def test_unknown_message_type_names_the_line(pg_db: PgDatabase, tmp_path: Path) 
     run, errors = run_bad(pg_db, tmp_path, json.dumps({"type": "RECORDS", "stream": "users"}))
     assert_kept_before_bad_line(pg_db, run)
     assert errors == [
-        "Input line 5: unknown message type 'RECORDS'; expected SCHEMA, RECORD, STATE or"
-        " ACTIVATE_VERSION."
+        "Input line 5: unknown message type 'RECORDS'; expected SCHEMA, RECORD, STATE,"
+        " ACTIVATE_VERSION or BATCH."
     ]
 
 
