@@ -30,6 +30,19 @@ APPLICATION_NAME = "target-postgres-hp"
 _KEEPALIVES = {"keepalives_idle": "60", "keepalives_interval": "10", "keepalives_count": "6"}
 
 
+#: SQLSTATEs of a server ending the session (administrator command, crash, shutdown).
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+
+
+def connection_lost(error: psycopg.Error) -> bool:
+    """Whether an error means the connection is gone, so the step may succeed on a new one
+    (SPEC §9), rather than that the server refused the statement."""
+    state = error.sqlstate
+    if state is None:
+        return isinstance(error, psycopg.OperationalError)
+    return state.startswith("08") or state in _SESSION_ENDED
+
+
 @dataclass(frozen=True)
 class Target:
     """Who connects where, for messages (never holds a secret)."""

@@ -23,6 +23,7 @@ from target_postgres_hp.connection import Database, translate_privilege_error
 from target_postgres_hp.dependents import dependents_set_aside
 from target_postgres_hp.errors import DependentObjects, StreamLocked
 from target_postgres_hp.loading import PgConnection
+from target_postgres_hp.lockwatch import LockWatch
 from target_postgres_hp.naming import assign_names, derived_name, raw_table_name
 
 #: Comment keys of the target's helper tables: a full refresh's side table, a stream's
@@ -115,12 +116,20 @@ class PostgresConnector(SQLConnector):
         #: The session holding this run's stream locks, and the names locked.
         self._lock_session: PgConnection | None = None
         self._locked: set[str] = set()
+        #: Reports and bounds waits for other sessions' locks on every connection of the run.
+        self.lock_watch = LockWatch(self.database.connect, settings.lock_wait_seconds)
+
+    def _open_connection(self) -> PgConnection:
+        """A new connection of the run, watched for lock waits."""
+        conn = self.database.connect()
+        self.lock_watch.watch(conn)
+        return conn
 
     def create_engine(self) -> sa.Engine:
         """An engine whose every connection is opened by `Database.connect`."""
         return sa.create_engine(
             "postgresql+psycopg://",
-            creator=self.database.connect,
+            creator=self._open_connection,
             pool_pre_ping=True,
             pool_size=2,
             max_overflow=2,
@@ -138,7 +147,11 @@ class PostgresConnector(SQLConnector):
             try:
                 yield driver
             except BaseException:
-                driver.rollback()
+                if driver.closed or driver.broken:
+                    # The pool must not reset a lost connection (that fails too, noisily).
+                    conn.invalidate()
+                else:
+                    driver.rollback()
                 raise
             driver.commit()
 
@@ -602,7 +615,7 @@ class PostgresConnector(SQLConnector):
                 return None
             self._pairs_out += 1
         try:
-            return self.database.connect(), self.database.connect()
+            return self._open_connection(), self._open_connection()
         except BaseException:
             with self._lock:
                 self._pairs_out -= 1
@@ -631,12 +644,11 @@ class PostgresConnector(SQLConnector):
         The lock is a session-level advisory lock on a connection of its own, so it is
         released when the run ends, however it ends.
         """
+        session = self._lock_session
+        if session is None or session.closed or session.broken:
+            session = self._reopen_lock_session()
         if name in self._locked:
             return
-        if self._lock_session is None:
-            self._lock_session = self.database.connect()
-            self._lock_session.autocommit = True
-        session = self._lock_session
         key = (sql.LOCK_CLASS, name)
         got = session.execute(sql.TRY_LOCK, key).fetchone()
         if not (got and got[0]):
@@ -657,12 +669,34 @@ class PostgresConnector(SQLConnector):
             session.execute(sql.set_lock_timeout(wait * 1000))
             try:
                 session.execute(sql.LOCK, key)
-            except psycopg.errors.LockNotAvailable:
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
                 raise StreamLocked(refusal) from None
             finally:
                 session.execute(sql.set_lock_timeout(0))
             logger.info("Stream %s: the other run has finished; loading", stream)
         self._locked.add(name)
+
+    def _reopen_lock_session(self) -> PgConnection:
+        """A new session for the stream locks. When the old one was lost, its locks went with
+        it: they are taken again, unless another run took one meanwhile."""
+        if self._lock_session is not None:
+            self._lock_session.close()
+        session = self._lock_session = self._open_connection()
+        session.autocommit = True
+        for name in sorted(self._locked):
+            got = session.execute(sql.TRY_LOCK, (sql.LOCK_CLASS, name)).fetchone()
+            if not (got and got[0]):
+                msg = (
+                    f"Lost the connection that held this run's lock on tables {name}, and"
+                    " another run has taken them since: run again when it is done"
+                )
+                raise StreamLocked(msg)
+        if self._locked:
+            logger.warning(
+                "Reconnected and took again this run's stream locks (%s)",
+                ", ".join(sorted(self._locked)),
+            )
+        return session
 
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
@@ -676,6 +710,7 @@ class PostgresConnector(SQLConnector):
     def dispose(self) -> None:
         """Close every pooled connection (releasing the stream locks), then the tunnel and
         the key files."""
+        self.lock_watch.stop()
         if self._lock_session is not None:
             self._lock_session.close()
             self._lock_session = None

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
@@ -25,8 +25,10 @@ from target_postgres_hp.casting import (
     column_type,
     effective_type,
 )
+from target_postgres_hp.connection import connection_lost
 from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
 from target_postgres_hp.errors import (
+    ConnectError,
     ConnectionLost,
     KeyNotStorable,
     LoadNotReplaced,
@@ -43,6 +45,8 @@ from target_postgres_hp.naming import (
 )
 from target_postgres_hp.rawdata import RawRowBuilder, clean_record, data_json, first_id_at
 from target_postgres_hp.records import RecordFields
+
+T = TypeVar("T")
 
 #: Properties whose value marks a record as a delete (SPEC §6.3).
 DELETION_MARKERS = ("_ab_cdc_deleted_at", "_sdc_deleted_at")
@@ -158,7 +162,42 @@ class PostgresSink(SQLSink[PostgresConnector]):
         """Records are never rejected for failing JSON-schema validation (SPEC §4.4)."""
         return
 
+    def _retrying(self, doing: str, step: Callable[[], T]) -> T:
+        """Run a step of the stream's table work; when the connection is lost, run it again
+        on a new one, up to `RETRY_DELAYS` more times (SPEC §9: every phase is retried). The
+        steps are single transactions or idempotent, so a repeat cannot apply one twice."""
+        attempt = 0
+        while True:
+            try:
+                return step()
+            except (psycopg.OperationalError, ConnectError) as error:
+                if isinstance(error, psycopg.OperationalError) and not connection_lost(error):
+                    raise
+                if attempt == len(RETRY_DELAYS):
+                    msg = (
+                        f"Lost the connection to the database while {doing} stream"
+                        f" {self.stream_name}, and {attempt} more attempts failed too (last"
+                        f" error: {first_line(error)}). Every record before the last STATE this"
+                        " run emitted is committed: run again from that state"
+                    )
+                    raise ConnectionLost(msg) from None
+                delay = RETRY_DELAYS[attempt]
+                attempt += 1
+                self.logger.warning(
+                    "Stream %s: lost the connection to the database while %s it (%s); trying"
+                    " again in %s s",
+                    self.stream_name,
+                    doing,
+                    first_line(error),
+                    delay,
+                )
+                time.sleep(delay)
+
     def setup(self) -> None:
+        """Prepare the stream's tables (`_setup`), again if the connection is lost."""
+        self._retrying("setting up the tables of", self._setup)
+
+    def _setup(self) -> None:
         """Create the raw table, create or evolve the final table (and, for a full refresh,
         the side table the load is built in), match its key index to the load method, and
         plan the casts."""
@@ -455,7 +494,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
 
     def _start_batch(self, generation: int | None) -> BatchWriter:
         if self.overwrite and not self.run.load_open:
-            self._prepare_side(fresh=True, generation=generation)
+            self._retrying(
+                "starting a full refresh of",
+                lambda: self._prepare_side(fresh=True, generation=generation),
+            )
         if not self.run.started:
             self.run.started = self.run.reported = time.monotonic()
         pair = self.connector.acquire_stream_connections()
@@ -498,7 +540,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
             tables.append((self.final.schema, self.final.table))
             if self.final.tombstones is not None:
                 tables.append(self.final.tombstones)
-        removed = self.connector.keep_generation(tables, new_version)
+        removed = self._retrying(
+            "applying ACTIVATE_VERSION to",
+            lambda: self.connector.keep_generation(tables, new_version),
+        )
         self.logger.info(
             "ACTIVATE_VERSION %s of stream %s applied: %s rows of other versions removed",
             new_version,
@@ -513,11 +558,18 @@ class PostgresSink(SQLSink[PostgresConnector]):
         raw rows of earlier loads go (SPEC §6.1). A load without records empties the table."""
         run = self.run
         if self.final is not None and not run.load_open:
-            self._prepare_side(fresh=True, generation=run.active_version if run.versioned else None)
+            generation = run.active_version if run.versioned else None
+            self._retrying(
+                "starting a full refresh of",
+                lambda: self._prepare_side(fresh=True, generation=generation),
+            )
         side = (self.final.schema, self.final.table) if self.final is not None else None
         try:
-            count = self.connector.replace_contents(
-                self.replaces, side, (self.raw_schema, self.raw_table), run.load_since
+            count = self._retrying(
+                "ending the full refresh of",
+                lambda: self.connector.replace_contents(
+                    self.replaces, side, (self.raw_schema, self.raw_table), run.load_since
+                ),
             )
         except psycopg.Error as error:
             where = ".".join(self.replaces or (self.raw_schema, self.raw_table))

@@ -354,6 +354,13 @@ class TargetPostgresHP(SQLTarget):
         sys.stdout.flush()
         self._emitted_state = text
 
+    @property
+    def lock_wait_refusal(self) -> str | None:
+        """Why the run stopped waiting for another session's lock, if it did."""
+        if self._target_connector is None:
+            return None
+        return self._target_connector.lock_watch.gave_up
+
     def dispose(self) -> None:
         """Release connections, the tunnel and key files."""
         if self._target_connector is not None:
@@ -405,12 +412,16 @@ class TargetPostgresHP(SQLTarget):
                 # Keep everything read before the bad line, and the state that covers it.
                 target.drain_all()
                 raise
-        except TargetError as error:
-            for line in str(error).splitlines():
-                cls.logger.error("%s", line)
-            sys.exit(1)
-        except psycopg.Error as error:
-            cls.logger.error("%s", _database_refusal(error))
+        except (TargetError, psycopg.Error) as error:
+            # A statement the lock watch cancelled fails wherever it was; the watch says why.
+            gave_up = target.lock_wait_refusal if target is not None else None
+            if gave_up is not None:
+                cls.logger.error("%s.", gave_up)
+            elif isinstance(error, TargetError):
+                for line in str(error).splitlines():
+                    cls.logger.error("%s", line)
+            else:
+                cls.logger.error("%s", _database_refusal(error))
             sys.exit(1)
         finally:
             if target is not None:
