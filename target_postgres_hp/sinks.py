@@ -314,6 +314,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             if conn.execute(sql.has_untyped(*raw)).fetchone() is None:
                 return
         typed = 0
+        held: list[str] = []
         last_id = ""
         while True:
             with connector.raw_connection() as conn:
@@ -323,10 +324,17 @@ class PostgresSink(SQLSink[PostgresConnector]):
                 if not found:
                     break
                 rows = []
+                written = []
                 deletes = False
                 for raw_id, extracted_at, data_text, meta_text, generation_id in found:
                     data = json.loads(data_text, parse_float=Decimal)
                     values, changes = self._caster.row(data)
+                    if self._key_set.intersection(change["field"] for change in changes):
+                        # A key never becomes NULL by typing (SPEC §6.3): the row stays
+                        # untyped in the raw table, and every run says so.
+                        held.append(raw_id)
+                        continue
+                    written.append(raw_id)
                     if changes:
                         meta = json.loads(meta_text)
                         meta["changes"] = [*meta.get("changes", []), *changes]
@@ -335,9 +343,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
                         data.get(marker) is not None for marker in self._delete_markers
                     )
                     rows.append([*values, raw_id, extracted_at, meta_text, generation_id])
-                write_typed(conn, final, rows, deletes=deletes)
-                conn.execute(sql.mark_typed(*raw), ([row[0] for row in found],))
-            typed += len(found)
+                if rows:
+                    write_typed(conn, final, rows, deletes=deletes)
+                    conn.execute(sql.mark_typed(*raw), (written,))
+            typed += len(written)
             last_id = found[-1][0]
         self.logger.info(
             "Stream %s: typed %s raw rows that an earlier run left untyped into %s.%s",
@@ -346,6 +355,16 @@ class PostgresSink(SQLSink[PostgresConnector]):
             final.schema,
             final.table,
         )
+        if held:
+            self.logger.warning(
+                "Stream %s: %s untyped raw rows of %s.%s stay untyped because a key value of"
+                " theirs cannot be stored in its key column (raw ids %s); correct them there"
+                " or change the key column's type, and the next run types them",
+                self.stream_name,
+                len(held),
+                *raw,
+                ", ".join(held[:5]) + (", ..." if len(held) > 5 else ""),
+            )
 
     def _cursor_column(self, positions: dict[str, int], names: list[str]) -> str | None:
         """The column of the stream's cursor: the first of its `bookmark_properties`."""

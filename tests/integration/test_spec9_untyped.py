@@ -60,3 +60,35 @@ def test_untyped_raw_rows_are_typed_at_the_start_of_the_next_run(
     ]
     assert admin.execute(UNTYPED).fetchone() == (0,)
     assert admin.execute(ALL_RAW).fetchone() == (5,)
+
+
+def test_untyped_raw_rows_with_an_unstorable_key_stay_untyped(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """A key never becomes NULL by typing (SPEC §6.3): raw rows whose key the key column cannot
+    hold stay untyped, named in a warning every run, instead of merging into one NULL-key row."""
+    config = pg_db.config(schema="tap_data")
+    early = [
+        '{"type": "RECORD", "stream": "users", "record": {"id": 1, "v": "one"}}',
+        '{"type": "RECORD", "stream": "users", "record": {"id": 1e20, "v": "huge"}}',
+        '{"type": "RECORD", "stream": "users", "record": {"id": "abc", "v": "text"}}',
+        '{"type": "RECORD", "stream": "users", "record": {"id": 2, "v": "two"}}',
+    ]
+    first = run_target(
+        {**config, "disable_type_dedupe": True}, messages(USERS, *early), tmp_path / "1"
+    )
+    assert first.returncode == 0, first.stderr
+    for attempt in ("2", "3"):
+        again = run_target(config, messages(USERS), tmp_path / attempt)
+        assert again.returncode == 0, again.stderr
+        assert "typed 0 raw rows" in again.stderr or attempt == "2", again.stderr
+        assert "2 untyped raw rows of airbyte_internal.tap_data_raw__stream_users stay" in (
+            again.stderr
+        ), again.stderr
+    admin = pg_db.admin()
+    assert admin.execute("SELECT id, v FROM tap_data.users ORDER BY id").fetchall() == [
+        (1, "one"),
+        (2, "two"),
+    ]
+    assert admin.execute(UNTYPED).fetchone() == (2,)
+    assert admin.execute(ALL_RAW).fetchone() == (4,)
