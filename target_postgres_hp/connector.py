@@ -518,20 +518,30 @@ class PostgresConnector(SQLConnector):
                     conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
 
     def open_load(
-        self, side: tuple[str, str], like: tuple[str, str], stream: str, generation: int | None
+        self,
+        side: tuple[str, str],
+        like: tuple[str, str],
+        raw: tuple[str, str],
+        stream: str,
+        generation: int | None,
     ) -> str | None:
-        """Find the side table an earlier run left unfinished for the same Singer table version
-        (`generation`; None when the stream's records carry no table version), so the load goes
-        on where that run's last STATE left it; return the raw id from which that load's raw
-        rows start. None when there is none: the caller starts a new load.
+        """Find the load of the same Singer table version (`generation`; None when the stream's
+        records carry no table version) that an earlier run began, so this run's records go on
+        where that run's last STATE left it; return the raw id from which that load's raw rows
+        start. None when there is none: the caller starts a new load.
 
         Only records of the same table version continue a load (SPEC §6.1): a tap that
         restarts its full-table sync without table versions sends every record again, so the
-        unfinished load is discarded (and logged) rather than doubled."""
+        unfinished load is discarded (and logged) rather than doubled. A load of this version
+        may also have been completed already (swapped in before the run died, ahead of its
+        next STATE): the records re-sent from that STATE then continue it from the live rows,
+        which would otherwise be replaced by the re-sent records alone."""
         with self._lock, self.raw_connection() as conn:
             found = conn.execute(sql.RELATION_COMMENT, (*side, sql.TABLE_KINDS)).fetchone()
             if found is None:
-                return None
+                if generation is None:
+                    return None
+                return self._continue_completed_load(conn, side, like, raw, stream, generation)
             since = _recorded(found[0], "since")
             if generation is not None and since is not None:
                 other = conn.execute(sql.other_generation(*side), (generation,)).fetchone()
@@ -557,6 +567,43 @@ class PostgresConnector(SQLConnector):
             else f"it is not of table version {generation}",
         )
         return None
+
+    def _continue_completed_load(
+        self,
+        conn: PgConnection,
+        side: tuple[str, str],
+        like: tuple[str, str],
+        raw: tuple[str, str],
+        stream: str,
+        generation: int,
+    ) -> str | None:
+        """Begin the side table from the live table when the live rows are a completed load
+        of table version `generation`; return where its raw rows start, else None."""
+        if conn.execute(sql.has_rows(*like)).fetchone() is None:
+            return None
+        if conn.execute(sql.other_generation(*like), (generation,)).fetchone() is not None:
+            return None
+        started = conn.execute(sql.first_raw_id_of_generation(*raw), (generation,)).fetchone()
+        if started is None or started[0] is None:
+            return None
+        since = str(started[0])
+        columns = [column for column, _, _ in conn.execute(sql.TABLE_COLUMNS, like).fetchall()]
+        conn.execute(sql.create_table_like(*side, *like))
+        conn.execute(
+            sql.comment_on_table(
+                *side, json.dumps({LOAD_OF: stream, "since": since}, ensure_ascii=False)
+            )
+        )
+        copied = conn.execute(sql.insert_from(*side, *like, columns)).rowcount
+        logger.info(
+            "Stream %s: records of table version %s continue the load already in %s.%s"
+            " (%s rows), which an earlier run completed before its last STATE",
+            stream,
+            generation,
+            *like,
+            copied,
+        )
+        return since
 
     def has_rows(self, schema: str, table: str) -> bool:
         """Whether a table holds any row."""

@@ -392,7 +392,9 @@ class PostgresSink(SQLSink[PostgresConnector]):
             return
         side = (final.schema, final.table)
         if fresh:
-            since = self.connector.open_load(side, replaces, self.stream_name, generation)
+            since = self.connector.open_load(
+                side, replaces, (self.raw_schema, self.raw_table), self.stream_name, generation
+            )
             fresh = since is None
             run.load_since = since or first_id_at(time.time_ns() // 1_000_000)
         self.connector.prepare_companion(

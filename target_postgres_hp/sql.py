@@ -246,16 +246,15 @@ def _winner_order(keys: Sequence[str], cursor: str | None) -> sql.Composed:
 
 
 def beats(new: sql.Composable, old: sql.Composable, cursor: str | None) -> sql.Composed:
-    """True when row `new` wins over row `old` of the same key (SPEC §6.3): a newer Singer
-    table version (a reload's rows replace the previous load's), else a greater cursor (a NULL
-    cursor loses), then a later `_airbyte_extracted_at`, then the later arrival, which `new`
-    always is. Never NULL."""
-    same_version = (
-        "coalesce({new}._airbyte_generation_id, 0) = coalesce({old}._airbyte_generation_id, 0)"
-    )
-    newer_version = (
-        "coalesce({new}._airbyte_generation_id, 0) > coalesce({old}._airbyte_generation_id, 0)"
-    )
+    """True when row `new` wins over row `old` of the same key (SPEC §6.3): a greater cursor (a
+    NULL cursor loses), then a later `_airbyte_extracted_at`, then the later arrival, which
+    `new` always is. Between two rows that both carry a Singer table version, a newer version
+    wins first (a reload's rows replace the previous load's, which its ACTIVATE_VERSION then
+    removes); a row without one (version 0) is ranked by the cursor alone. Never NULL."""
+    new_version = "coalesce({new}._airbyte_generation_id, 0)"
+    old_version = "coalesce({old}._airbyte_generation_id, 0)"
+    same_version = f"({new_version} = {old_version} OR {new_version} = 0 OR {old_version} = 0)"
+    newer_version = f"({new_version} > {old_version} AND {old_version} <> 0)"
     newer_extraction = "{new}._airbyte_extracted_at >= {old}._airbyte_extracted_at"
     if cursor is None:
         wins = newer_extraction
@@ -682,6 +681,13 @@ def mark_typed(schema: str, table: str) -> sql.Composed:
 def has_untyped(schema: str, table: str) -> sql.Composed:
     """One row if a raw table holds a row not yet typed (through its partial index)."""
     return sql.SQL("SELECT 1 FROM {} WHERE _airbyte_loaded_at IS NULL LIMIT 1").format(
+        sql.Identifier(schema, table)
+    )
+
+
+def first_raw_id_of_generation(schema: str, table: str) -> sql.Composed:
+    """The oldest raw id of one Singer table version (`%s`) in a raw table (NULL if none)."""
+    return sql.SQL("SELECT min(_airbyte_raw_id) FROM {} WHERE _airbyte_generation_id = %s").format(
         sql.Identifier(schema, table)
     )
 
