@@ -31,8 +31,11 @@ from target_postgres_hp.naming import assign_names, derived_name, raw_table_name
 LOAD_OF = "load_of"
 DELETES_OF = "deletes_of"
 
-#: Final-table columns no property may take (SPEC §5).
-RESERVED_COLUMNS = frozenset(sql.FINAL_META_COLUMNS)
+#: Final-table columns no property may take (SPEC §5): the `_airbyte_` columns, and the
+#: system columns every PostgreSQL table has (a column named `xmin` cannot be created).
+RESERVED_COLUMNS = frozenset(
+    [*sql.FINAL_META_COLUMNS, "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"]
+)
 
 
 def _recorded(comment: str | None, key: str) -> str | None:
@@ -71,8 +74,19 @@ def _raw_owner_key(final_schema: str, stream: str) -> str:
     return f"{final_schema}\x00{stream}"
 
 
+def _comment_text(recorded: dict[str, str]) -> str:
+    """What the target records in an object's comment, as JSON: readable Unicode, or escapes
+    where a name holds a lone surrogate (which a comment, being UTF-8, cannot)."""
+    text = json.dumps(recorded, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(recorded)
+    return text
+
+
 def _comment(key: str, value: str) -> str:
-    return json.dumps({key: value}, ensure_ascii=False)
+    return _comment_text({key: value})
 
 
 @dataclass(frozen=True)
@@ -254,7 +268,7 @@ class PostgresConnector(SQLConnector):
         primary_key = derived_name(table, "pkey")
         index = derived_name(table, "untyped")
         conn.execute(sql.create_raw_table(schema, table, primary_key, index))
-        owner = json.dumps({"stream": stream, "final_schema": final_schema}, ensure_ascii=False)
+        owner = _comment_text({"stream": stream, "final_schema": final_schema})
         conn.execute(sql.comment_on_table(schema, table, owner))
 
     def _split_shared_raw(
@@ -504,9 +518,7 @@ class PostgresConnector(SQLConnector):
             if not have:
                 conn.execute(sql.create_table_like(schema, name, *like))
                 recorded = {comment[0]: comment[1], **({"since": since} if since else {})}
-                conn.execute(
-                    sql.comment_on_table(schema, name, json.dumps(recorded, ensure_ascii=False))
-                )
+                conn.execute(sql.comment_on_table(schema, name, _comment_text(recorded)))
                 return
             for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, like).fetchall():
                 if column not in have:
@@ -589,11 +601,7 @@ class PostgresConnector(SQLConnector):
         since = str(started[0])
         columns = [column for column, _, _ in conn.execute(sql.TABLE_COLUMNS, like).fetchall()]
         conn.execute(sql.create_table_like(*side, *like))
-        conn.execute(
-            sql.comment_on_table(
-                *side, json.dumps({LOAD_OF: stream, "since": since}, ensure_ascii=False)
-            )
-        )
+        conn.execute(sql.comment_on_table(*side, _comment_text({LOAD_OF: stream, "since": since})))
         copied = conn.execute(sql.insert_from(*side, *like, columns)).rowcount
         logger.info(
             "Stream %s: records of table version %s continue the load already in %s.%s"

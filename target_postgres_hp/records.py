@@ -9,9 +9,11 @@ what their JSONB column takes.
 
 The fast way only takes lines that need nothing the slow way does: a record with a NUL
 character, NaN/Infinity or a lone surrogate (none of which JSONB can store), a record that is
-not an object, a missing key property, or a stream with stream maps goes the slow way
-(`reader.LineReader`, `target.TargetPostgresHP._process_record_message`), which cleans the
-record or says in one sentence what is wrong with the line.
+not an object, a missing key property, a stream with stream maps, or a stream with a property
+name msgspec cannot match (one holding a quote, a backslash, a control character or a lone
+surrogate) goes the slow way (`reader.LineReader`,
+`target.TargetPostgresHP._process_record_message`), which cleans the record or says in one
+sentence what is wrong with the line.
 """
 
 from __future__ import annotations
@@ -64,18 +66,26 @@ class RecordFields:
                 fields.append((f"f{position}", msgspec.Raw, None))
             else:
                 fields.append((f"f{position}", Any, None))
-        struct = msgspec.defstruct(
-            "Record",
-            fields,
-            rename={f"f{position}": name for position, name in enumerate(names)},
-            gc=False,
-        )
-        self._decode = msgspec.json.Decoder(struct, float_hook=Decimal).decode
+        try:
+            struct = msgspec.defstruct(
+                "Record",
+                fields,
+                rename={f"f{position}": name for position, name in enumerate(names)},
+                gc=False,
+            )
+        except (ValueError, UnicodeEncodeError):
+            # msgspec matches a key to a field by the key's decoded text, but refuses field
+            # names holding a quote, a backslash, a control character or a lone surrogate:
+            # no record of this stream can be decoded the fast way.
+            self._decode: Any = _slow_way
+        else:
+            self._decode = msgspec.json.Decoder(struct, float_hook=Decimal).decode
         self._values = msgspec.structs.astuple
 
     def values(self, text: msgspec.Raw) -> tuple[Any, ...] | None:
         """The record's values, or None when the slow way must take it: the record is not a
-        JSON object (or holds a string msgspec refuses) or lacks a key property."""
+        JSON object (or holds a string msgspec refuses) or lacks a key property, or the stream
+        has a property name msgspec cannot match."""
         try:
             values = self._values(self._decode(text))
         except msgspec.DecodeError:
@@ -84,6 +94,13 @@ class RecordFields:
             if values[position] is msgspec.UNSET:
                 return None
         return values
+
+
+def _slow_way(text: msgspec.Raw) -> Any:
+    """The decoder of a stream whose records msgspec cannot decode: it leaves every one to
+    the slow way."""
+    msg = "a property name msgspec cannot match"
+    raise msgspec.DecodeError(msg)
 
 
 class JsonTextDumper(Dumper):

@@ -110,7 +110,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.run = self.connector.stream_runs.setdefault(self.stream_name, StreamRun())
         self._last_version: int | None = None
         self.load_method = settings.load_method_for(
-            self.stream_name, has_keys=bool(self.key_properties)
+            self.stream_name, has_keys=bool(self._key_properties)
         )
         #: Whether each load replaces the stream's table (full refresh).
         self.overwrite = self.load_method == "overwrite"

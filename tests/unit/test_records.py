@@ -217,3 +217,92 @@ def test_a_null_key_is_a_value_and_keys_outside_the_schema_are_checked() -> None
 def test_lines_the_envelope_leaves_to_the_slow_way(line: bytes) -> None:
     with pytest.raises(msgspec.DecodeError):
         ENVELOPE.decode(line)
+
+
+#: Property names msgspec refuses to match: a quote, a backslash, a control character
+#: (U+0000 to U+001F), a lone surrogate.
+REFUSED_NAMES = ['a"b', "a\\b", "a\nb", "\x00", "tab\there", "\x1f", "\ud800", 'x"\\']
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+@pytest.mark.parametrize("as_key", [False, True])
+def test_names_msgspec_refuses_leave_the_stream_to_the_slow_way(name: str, as_key: bool) -> None:
+    fields = RecordFields(["id", name], frozenset(), [name] if as_key else [])
+    keyless = RecordFields([], frozenset(), [name])
+    text = msgspec.Raw(json.dumps({"id": 1, name: 2}).encode())
+    assert fields.values(text) is None
+    assert keyless.values(text) is None
+
+
+@pytest.mark.parametrize("ensure_ascii", [False, True])
+def test_names_msgspec_takes_match_keys_written_with_escapes(ensure_ascii: bool) -> None:
+    names = ["", "a", "\x7f", "é", "\u2028", "😀", "a/b", "ß" * 40, "A", "a b", "\U0010ffff"]
+    record = {name: index for index, name in enumerate(names)}
+    line = record_line(record).replace(b'"a/b"', b'"a\\/b"').replace(b'"a":', b'"\\u0061":')
+    if ensure_ascii:
+        line = b'{"type":"RECORD","stream":"s","record":' + json.dumps(record).encode() + b"}"
+    assert b"\\u0061" in line or ensure_ascii
+    columns = [(name, INTEGER) for name in names]
+    slow, fast = both_ways(columns, line, keys=["a"])
+    assert fast is not None
+    assert fast == (list(range(len(names))), [])
+    same(slow, fast)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'{"a": 1, "a": 2}',
+        b'{"a": 1, "\\u0061": 2}',
+        b'{"a": {"x": 1}, "a": [2], "o": {"k": 1, "k": {"k": 2}}, "o": {"k": 3, "k": 4}}',
+        b'{"a": null, "a": 2, "o": [1], "o": {"k": 1}}',
+    ],
+)
+def test_duplicate_keys_the_last_wins_both_ways(record: bytes) -> None:
+    line = b'{"type":"RECORD","stream":"s","record":' + record + b"}"
+    for a_column in (INTEGER, JSONB, STRING, ARRAY):
+        columns = [("a", a_column), ("o", OBJECT)]
+        slow, fast = both_ways(columns, line, keys=[])
+        assert fast is not None
+        same(slow, fast)
+    slow, fast = both_ways([("a", STRING), ("o", STRING)], line, keys=["a"])
+    assert fast is not None
+    same(slow, fast)
+
+
+NAMES = st.text(max_size=6) | st.sampled_from(["", "a", "A", '"', "\\", "\x00", "\ud800", "é"])
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(NAMES, st.sampled_from(ALL_COLUMNS)), max_size=6, unique_by=lambda c: c[0]),
+    st.lists(st.tuples(NAMES, VALUES), max_size=8),
+    st.data(),
+)
+def test_any_property_names_the_fast_way_takes_or_leaves_and_agrees(
+    columns: list[tuple[str, ColumnType]], items: list[tuple[str, Any]], data: st.DataObject
+) -> None:
+    """Any names, keys written raw or escaped, duplicated keys: the fast way never raises,
+    and what it takes it types like the slow way."""
+    names = [name for name, _ in columns]
+    keys = data.draw(st.lists(st.sampled_from(names), max_size=2)) if names else []
+    keys_text = [json.dumps(key, ensure_ascii=data.draw(st.booleans())) for key, _ in items]
+    values_text = [json.dumps(value, default=str) for _, value in items]
+    members = [f"{key}: {value}" for key, value in zip(keys_text, values_text, strict=True)]
+    line = ('{"type":"RECORD","stream":"s","record":{' + ", ".join(members) + "}}").encode(
+        "utf-8", "surrogatepass"
+    )
+    try:
+        message, _ = _decode(line)
+    except ValueError:
+        return  # not JSON (a raw lone surrogate): the reader's error, both ways
+    try:
+        envelope = ENVELOPE.decode(line)
+    except msgspec.DecodeError:
+        return  # a lone surrogate escape: the reader leaves the line to the slow way
+    if RecordFields(names, frozenset(), keys).values(envelope.record) is None:
+        return
+    slow, fast = both_ways(columns, line, keys)
+    assert fast is not None
+    same(slow, fast)
+    assert all(key in message["record"] for key in keys)
