@@ -32,10 +32,11 @@ removed and NaN/Infinity as strings, with a TRUNCATED change per top-level prope
 the `oracle_int`, `oracle_bool` and `oracle_num` columns hold exactly what SPEC §4.4 says, NULL
 plus a NULLED change otherwise.
 
-Bounded for CI: `HP_FUZZ_EXAMPLES` examples (default 24, about a minute on 2 cores, ~2.5 s per
-example). For a longer local hunt: `HP_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest
-tests/integration/test_fuzz_decode_paths.py` (the timeout grows with it). A failure prints the
-failing input (`note`) and leaves it in the example's `input.jsonl`; hypothesis shrinks it first.
+Bounded for CI: `HP_FUZZ_EXAMPLES` examples (default 80, about 80 s on 2 cores, each example a
+batch of records through both ways). For a longer local hunt: `HP_FUZZ_EXAMPLES=1000
+.venv/bin/python -m pytest tests/integration/test_fuzz_decode_paths.py` (the timeout grows with
+it). A failure prints the failing input (`note`) and leaves it in the example's `input.jsonl`;
+`HP_FUZZ_SHRINK=1` lets hypothesis shrink it first (minutes).
 """
 
 from __future__ import annotations
