@@ -245,3 +245,36 @@ def live_run(config: dict[str, Any], workdir: Path) -> Iterator[LiveRun]:
         yield run
     finally:
         run.close()
+
+
+def column_types(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
+    """A table's columns in order, with their data types as `information_schema` shows them."""
+    return [
+        (name, data_type)
+        for name, data_type in conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (schema, table),
+        ).fetchall()
+    ]
+
+
+def tables_in(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """The ordinary tables of a schema, by name."""
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+            (schema,),
+        ).fetchall()
+    ]
+
+
+def reading_stdin(pid: int) -> bool:
+    """Whether the process's main thread is blocked reading an empty pipe (its stdin)."""
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+    return wchan.endswith("pipe_read")

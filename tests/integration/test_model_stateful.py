@@ -71,7 +71,15 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from servers import PgDatabase, PostgresServer
 
-from .targetrun import META_COLUMNS, live_run, messages, raw_rows, run_target
+from .targetrun import (
+    META_COLUMNS,
+    column_types,
+    live_run,
+    messages,
+    raw_rows,
+    run_target,
+    tables_in,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -585,28 +593,6 @@ def typed(prop: Property, value: Any) -> Any:
     return value
 
 
-def layout(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
-    return [
-        (name, data_type)
-        for name, data_type in conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-            (schema, table),
-        ).fetchall()
-    ]
-
-
-def tables_in(conn: psycopg.Connection[Any], schema: str) -> list[str]:
-    return [
-        name
-        for (name,) in conn.execute(
-            "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
-            (schema,),
-        ).fetchall()
-    ]
-
-
 def describe(rows: list[Row]) -> str:
     return ", ".join(f"{r.record.label}{'' if r.copies == (1, 1) else '(1-2)'}" for r in rows)
 
@@ -618,7 +604,7 @@ def check_final(
     raw id names a raw row of the table's own raw table holding that record (§4.1, §4.2).
     `may_add`: property columns a killed run may have added after the model's."""
     where = f"{table.schema}.{table.name}"
-    columns = layout(conn, table.schema, table.name)
+    columns = column_types(conn, table.schema, table.name)
     assert columns, f"{where} does not exist"
     properties = [column for column in columns if not column[0].startswith("_airbyte_")]
     wanted = [(p.name, p.data_type) for p in table.columns]

@@ -19,7 +19,16 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from servers import PgDatabase
 
-from .targetrun import Run, live_run, messages, raw_rows, run_target, schema_message
+from .targetrun import (
+    Run,
+    column_types,
+    live_run,
+    messages,
+    raw_rows,
+    run_target,
+    schema_message,
+    tables_in,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -172,29 +181,6 @@ def reader(pg_db: PgDatabase) -> psycopg.Connection[Any]:
 # --------------------------------------------------------------------------- reading back
 
 
-def columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
-    return [
-        (name, data_type)
-        for name, data_type in conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-            (schema, table),
-        ).fetchall()
-    ]
-
-
-def tables_in(conn: psycopg.Connection[Any], schema: str) -> list[str]:
-    """The ordinary tables of a schema, by name."""
-    return [
-        name
-        for (name,) in conn.execute(
-            "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
-            (schema,),
-        ).fetchall()
-    ]
-
-
 def schema_exists(conn: psycopg.Connection[Any], schema: str) -> bool:
     row = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
     assert row is not None
@@ -243,7 +229,7 @@ def assert_final(
     the table also has the later `email` column, at the end (SPEC §4.2, §7)."""
     where = f"{schema}.{table}"
     layout = USER_COLUMNS + ([("email", "character varying")] if with_email else [])
-    assert columns(conn, schema, table) == layout, where
+    assert column_types(conn, schema, table) == layout, where
     rows = final_rows(conn, schema, table)
     assert [(row["id"], row["name"]) for row in rows] == [(u.id, u.name) for u in expected], where
     raw = {row[0]: row for row in raw_rows(conn, raw_table)} if raw_table else {}

@@ -35,7 +35,16 @@ from typing import Any
 import pytest
 from servers import PgDatabase, PostgresServer
 
-from .targetrun import LiveRun, live_run, messages, raw_rows, record, run_target, schema_message
+from .targetrun import (
+    LiveRun,
+    live_run,
+    messages,
+    raw_rows,
+    reading_stdin,
+    record,
+    run_target,
+    schema_message,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -207,15 +216,6 @@ def wait_for_loader_query(db: PgDatabase, live: LiveRun, query: str, timeout: fl
 # --------------------------------------------------------------------------- driving a live run
 
 
-def _reading_stdin(pid: int) -> bool:
-    """Whether the process's main thread is blocked reading an empty pipe (its stdin)."""
-    try:
-        wchan = Path(f"/proc/{pid}/wchan").read_text()
-    except OSError:
-        return False
-    return wchan.endswith("pipe_read")
-
-
 def wait_until_idle(live: LiveRun, timeout: float = 30) -> None:
     """Until the target has read and handled every line sent so far: the pipe is empty and
     the process waits for more input (stable over a few looks)."""
@@ -227,7 +227,7 @@ def wait_until_idle(live: LiveRun, timeout: float = 30) -> None:
         assert live.process.poll() is None, live.stderr
         assert clock.monotonic() < deadline, "the target never went idle"
         (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
-        calm = calm + 1 if unread == 0 and _reading_stdin(live.process.pid) else 0
+        calm = calm + 1 if unread == 0 and reading_stdin(live.process.pid) else 0
         clock.sleep(0.05)
 
 

@@ -66,7 +66,15 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from servers import PgDatabase, PostgresServer
 
-from .targetrun import LiveRun, live_run, messages, raw_rows, record, run_target
+from .targetrun import (
+    LiveRun,
+    live_run,
+    messages,
+    raw_rows,
+    reading_stdin,
+    record,
+    run_target,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -427,15 +435,6 @@ def test_the_reference_is_what_the_spec_says(reference: Reference) -> None:
 # --------------------------------------------------------------------------- driving a live run
 
 
-def _reading_stdin(pid: int) -> bool:
-    """Whether the process's main thread is blocked reading an empty pipe (its stdin)."""
-    try:
-        wchan = Path(f"/proc/{pid}/wchan").read_text()
-    except OSError:
-        return False
-    return wchan.endswith("pipe_read")
-
-
 def wait_until_idle(live: LiveRun, timeout: float = 60) -> None:
     """Until the target has handled every line sent so far and waits for more input."""
     assert live.process.stdin is not None
@@ -446,7 +445,7 @@ def wait_until_idle(live: LiveRun, timeout: float = 60) -> None:
         assert live.process.poll() is None, live.stderr
         assert clock.monotonic() < deadline, "the target never went idle"
         (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
-        calm = calm + 1 if unread == 0 and _reading_stdin(live.process.pid) else 0
+        calm = calm + 1 if unread == 0 and reading_stdin(live.process.pid) else 0
         clock.sleep(0.02)
 
 
