@@ -8,9 +8,11 @@ of a message or a repr.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,13 @@ from sqlalchemy.exc import ArgumentError
 
 from target_postgres_hp import urlparams
 from target_postgres_hp.errors import ConfigError, setting_problem
+from target_postgres_hp.naming import (
+    NAMESPACE_DEFINITIONS,
+    SOURCE_NAMESPACE,
+    NamespaceDefinition,
+    Placement,
+    place_stream,
+)
 
 logger = logging.getLogger("target-postgres-hp")
 
@@ -254,10 +263,35 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "append-dedup streams: remove the row, or keep it with the marker.",
     ),
     th.Property(
+        "namespace_definition",
+        th.StringType,
+        allowed_values=list(NAMESPACE_DEFINITIONS),
+        default="source",
+        description="Where final tables go: source (the stream's namespace, the schema part "
+        "of schema-table stream names), destination (the first schema, tables named after "
+        "the stream without its namespace) or custom (namespace_format). Default: source, "
+        "or destination when default_target_schema is set.",
+    ),
+    th.Property(
+        "namespace_format",
+        th.StringType,
+        default=SOURCE_NAMESPACE,
+        description="With namespace_definition custom: the schema of a stream's final table, "
+        "${SOURCE_NAMESPACE} replaced by the stream's namespace (streams without one go to "
+        "the first schema).",
+    ),
+    th.Property(
+        "stream_prefix",
+        th.StringType,
+        description="Prepended to every final table name; raw table names follow.",
+    ),
+    th.Property(
         "ignore_stream_namespace",
         th.BooleanType,
         default=False,
-        description="Put every stream in the first schema, named after the whole stream name.",
+        description="Treat stream names as having no namespace: every stream goes to the "
+        "first schema, its table named after the whole stream name (sales-users: "
+        "sales_users).",
     ),
     th.Property(
         "batch_size_rows",
@@ -281,7 +315,12 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     ),
     # MeltanoLabs target-postgres names, accepted so configs carry over unchanged.
     th.Property("user", th.StringType, description="Alias of username."),
-    th.Property("default_target_schema", th.StringType, description="Alias of schema."),
+    th.Property(
+        "default_target_schema",
+        th.StringType,
+        description="Alias of schema; also means namespace_definition destination unless "
+        "that is set, as in MeltanoLabs target-postgres.",
+    ),
     th.Property("ssl_enable", th.BooleanType, description="Alias of ssl."),
     th.Property(
         "ssl_certificate_authority",
@@ -347,6 +386,7 @@ _SDK_SETTINGS = frozenset(
 
 _FOREIGN_SETTINGS = frozenset(
     {
+        "batch_config",
         "dialect+driver",
         "use_copy",
         "activate_version",
@@ -361,6 +401,15 @@ _FOREIGN_SETTINGS = frozenset(
         "validate_records",
     }
 )
+
+#: Every top-level setting name the target accepts.
+_TOP_LEVEL_NAMES = frozenset(CONFIG_SCHEMA["properties"]) | _SDK_SETTINGS
+#: The names accepted inside each object setting.
+_BLOCK_NAMES = {
+    block: frozenset(CONFIG_SCHEMA["properties"][block]["properties"])
+    for block in ("ssl_mode", "tunnel_method", "ssh_tunnel")
+}
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 
 
 @dataclass(frozen=True)
@@ -412,6 +461,9 @@ class Settings:
     stream_load_methods: dict[str, LoadMethod]
     disable_type_dedupe: bool
     cdc_deletion_mode: CdcDeletionMode
+    namespace_definition: NamespaceDefinition
+    namespace_format: str
+    stream_prefix: str
     ignore_stream_namespace: bool
     batch_size_rows: int
     lock_wait_seconds: int
@@ -426,6 +478,27 @@ class Settings:
     def embedded(self) -> bool:
         """True when no host is configured and the embedded server is used."""
         return self.host is None
+
+    def place(self, stream_name: str) -> Placement:
+        """Where a stream's final table goes (SPEC §6.4)."""
+        return place_stream(
+            stream_name,
+            definition=self.namespace_definition,
+            namespace_format=self.namespace_format,
+            default_schema=self.default_schema,
+            prefix=self.stream_prefix,
+            ignore_namespace=self.ignore_stream_namespace,
+        )
+
+    @property
+    def schema_settings(self) -> str:
+        """The settings that choose a final table's schema, for messages."""
+        chosen = {
+            "source": "namespace_definition source: each stream's own namespace",
+            "destination": "namespace_definition destination: the first schema",
+            "custom": f"namespace_definition custom with namespace_format {self.namespace_format}",
+        }[self.namespace_definition]
+        return f"{chosen}; schema {','.join(self.schemas)}"
 
     def load_method_for(self, stream_name: str, *, has_keys: bool) -> LoadMethod:
         """The load method of one stream: its override, else the setting, else by keys."""
@@ -517,13 +590,14 @@ class _Builder:
         validator = jsonschema.Draft7Validator(CONFIG_SCHEMA)
         for error in sorted(validator.iter_errors(self.config), key=lambda e: e.json_path):
             self.problems.append(_describe_schema_error(error))
+        self._check_names()
         if self.problems:
             raise ConfigError(self.problems)
-        self._report_foreign_settings()
         connection = self._connection_fields()
         ssl = self._ssl(connection.pop("sslmode", None))
         tunnel = self._tunnel()
         schemas = self._schemas()
+        definition, namespace_format = self._namespaces()
         params = self._url_params()
         load_method = self._load_method(self.config.get("load_method"), "load_method")
         stream_methods = {
@@ -563,6 +637,9 @@ class _Builder:
             stream_load_methods=stream_methods,
             disable_type_dedupe=bool(self.config.get("disable_type_dedupe", False)),
             cdc_deletion_mode=self.config.get("cdc_deletion_mode") or "hard_delete",
+            namespace_definition=definition,
+            namespace_format=namespace_format,
+            stream_prefix=self.config.get("stream_prefix") or "",
             ignore_stream_namespace=bool(self.config.get("ignore_stream_namespace", False)),
             batch_size_rows=int(self.config.get("batch_size_rows") or DEFAULT_BATCH_SIZE_ROWS),
             lock_wait_seconds=_or_default(
@@ -573,20 +650,32 @@ class _Builder:
             ).expanduser(),
         )
 
-    def _report_foreign_settings(self) -> None:
-        known = set(CONFIG_SCHEMA["properties"])
-        foreign = sorted(key for key in self.config if key in _FOREIGN_SETTINGS)
-        if foreign:
-            logger.info("Settings without effect in this target, ignored: %s", ", ".join(foreign))
-        unknown = sorted(
-            key
-            for key in self.config
-            if key not in known and key not in _FOREIGN_SETTINGS and key not in _SDK_SETTINGS
+    def _check_names(self) -> None:
+        """Refuse a setting name that is not ours, naming the closest valid one (a misspelled
+        `host` must never fall back to the embedded server); log each setting of another
+        loader that has no meaning here."""
+        for key in sorted(self.config):
+            if key in _FOREIGN_SETTINGS:
+                logger.info("Setting %s belongs to another loader and has no effect here", key)
+            elif key not in _TOP_LEVEL_NAMES:
+                self._unknown(key, key, _TOP_LEVEL_NAMES)
+        for block, names in _BLOCK_NAMES.items():
+            value = self.config.get(block)
+            if isinstance(value, dict):
+                for key in sorted(value):
+                    if key not in names:
+                        self._unknown(f"{block}.{key}", key, names, prefix=f"{block}.")
+
+    def _unknown(self, path: str, key: str, valid: frozenset[str], *, prefix: str = "") -> None:
+        close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+        if not close:
+            close = [name for name in sorted(valid) if key.lower() in {name.lower()}]
+        fix = (
+            f"rename it to {prefix}{close[0]} (the closest setting) or remove it"
+            if close
+            else "remove it (target-postgres-hp --about lists every setting)"
         )
-        if unknown:
-            logger.warning(
-                "Unknown settings ignored (check their spelling): %s", ", ".join(unknown)
-            )
+        self.problem(path, "is not a setting of this target", fix)
 
     def _aliased(self, primary: str, alias: str) -> Any:
         """Value of a setting given under its own name or its alias, refusing a contradiction."""
@@ -792,6 +881,45 @@ class _Builder:
             )
             return ("public",)
         return schemas
+
+    def _namespaces(self) -> tuple[NamespaceDefinition, str]:
+        """`namespace_definition` and `namespace_format`; MeltanoLabs' `default_target_schema`
+        means `destination` unless the definition is set (SPEC §6.4)."""
+        definition: NamespaceDefinition = self.config.get("namespace_definition") or "source"
+        implied = self.config.get("default_target_schema")
+        if self.config.get("namespace_definition") is None and implied is not None:
+            definition = "destination"
+            logger.info(
+                "default_target_schema is set and namespace_definition is not: every final"
+                " table goes to schema %s, named after its stream without the namespace, as"
+                " in MeltanoLabs target-postgres (namespace_definition destination)",
+                implied,
+            )
+        text: str | None = self.config.get("namespace_format")
+        if text is None or (definition != "custom" and not text.strip()):
+            return definition, SOURCE_NAMESPACE
+        if definition != "custom":
+            if text != SOURCE_NAMESPACE:
+                self.problem(
+                    "namespace_format",
+                    f"is set but namespace_definition is {definition}",
+                    "set namespace_definition to custom to use it, or remove it",
+                )
+            return definition, SOURCE_NAMESPACE
+        others = sorted(set(_PLACEHOLDER.findall(text)) - {SOURCE_NAMESPACE})
+        if not text.strip():
+            self.problem(
+                "namespace_format",
+                "is empty",
+                f"give a schema name, optionally with {SOURCE_NAMESPACE} in it",
+            )
+        elif others:
+            self.problem(
+                "namespace_format",
+                f"has the placeholder {others[0]}",
+                f"use {SOURCE_NAMESPACE}, the only one replaced",
+            )
+        return definition, text
 
     def _url_params(self) -> urlparams.UrlParams:
         try:

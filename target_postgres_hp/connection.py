@@ -15,7 +15,7 @@ from target_postgres_hp import embedded, sql
 from target_postgres_hp.config import Settings
 from target_postgres_hp.errors import ConnectError, PermissionMissing, TargetError
 from target_postgres_hp.keyfiles import KeyFiles, KeyMaterialError
-from target_postgres_hp.naming import raw_identifier
+from target_postgres_hp.naming import SOURCE_NAMESPACE, final_identifier, raw_identifier
 from target_postgres_hp.records import JsonTextDumper
 
 if TYPE_CHECKING:
@@ -277,30 +277,33 @@ class Database:
         return embedded.describe(self._server, self.target.database)
 
     def check_privileges(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
-        """Stop before any input is read if the role cannot create what the load needs."""
-        schemas = [(self.raw_schema, "raw_data_schema")]
-        if not self.settings.disable_type_dedupe:
-            schemas.insert(0, (self.settings.default_schema, "schema"))
-        for schema, setting in schemas:
-            row = conn.execute(sql.SCHEMA_PRIVILEGES, (schema,)).fetchone()
-            assert row is not None
-            exists, can_create, can_use, db_create, db_temp, user, database = row
-            problem = _privilege_problem(
-                schema,
-                setting,
-                exists=bool(exists),
-                can_create=bool(can_create) and bool(can_use),
-                db_create=bool(db_create),
-                user=str(user),
-                database=str(database),
+        """Stop before any input is read if the role cannot create what the load needs in the
+        configured schemas (SPEC §3.4)."""
+        settings = self.settings
+        schemas = [
+            (
+                self.raw_schema,
+                "or set the raw_data_schema setting to a schema the target can create itself",
             )
-            if problem:
-                raise PermissionMissing(problem)
-            if not db_temp:
-                raise PermissionMissing(
-                    f"Role {user} may not create temporary tables in database {database}: run "
-                    f"GRANT TEMPORARY ON DATABASE {_quoted(str(database))} TO {_quoted(str(user))};"
+        ]
+        if not settings.disable_type_dedupe:
+            avoid = "or set the schema setting to a schema the target can create itself"
+            schemas.insert(0, (final_identifier(settings.default_schema), avoid))
+            fixed = settings.namespace_format
+            if settings.namespace_definition == "custom" and SOURCE_NAMESPACE not in fixed:
+                avoid = (
+                    "or set the namespace_format setting to a schema the target can create itself"
                 )
+                schemas.insert(1, (final_identifier(fixed), avoid))
+        for schema, avoid in schemas:
+            check_schema(conn, schema, avoid)
+        row = conn.execute(sql.SCHEMA_PRIVILEGES, (self.raw_schema,)).fetchone()
+        if row is not None and not row[4]:
+            user, database = _quoted(str(row[5])), _quoted(str(row[6]))
+            raise PermissionMissing(
+                f"Role {row[5]} may not create temporary tables in database {row[6]}: run "
+                f"GRANT TEMPORARY ON DATABASE {database} TO {user};"
+            )
         conn.rollback()
 
     def close(self) -> None:
@@ -316,35 +319,37 @@ def _quoted(name: str) -> str:
     return pgsql.Identifier(name).as_string(None)
 
 
-def _privilege_problem(
+def check_schema(
+    conn: psycopg.Connection[tuple[object, ...]],
     schema: str,
-    setting: str,
+    avoid: str,
     *,
-    exists: bool,
-    can_create: bool,
-    db_create: bool,
-    user: str,
-    database: str,
-) -> str | None:
-    """The refusal for a schema (named by `setting`) the role cannot create tables in."""
-    if exists and not can_create:
+    avoid_missing: str | None = None,
+) -> None:
+    """Refuse, before any table of `schema` is created, a schema the role can neither create
+    nor create tables in: the message gives the GRANT that fixes it and, in `avoid` (and
+    `avoid_missing` when the schema does not exist), the settings that choose another schema
+    (SPEC §3.4, §6.4)."""
+    row = conn.execute(sql.SCHEMA_PRIVILEGES, (schema,)).fetchone()
+    assert row is not None  # the query always returns one row
+    exists, can_create, can_use, db_create, _, user, database = row
+    if exists and not (can_create and can_use):
         why = (
             " (on PostgreSQL 15 and later ordinary roles may not create tables in public)"
             if schema == "public"
             else ""
         )
-        return (
+        raise PermissionMissing(
             f"Role {user} may not create tables in schema {schema}{why}: run GRANT USAGE, "
-            f"CREATE ON SCHEMA {_quoted(schema)} TO {_quoted(user)}; or set the {setting} "
-            f"setting to a schema the target can create itself."
+            f"CREATE ON SCHEMA {_quoted(schema)} TO {_quoted(str(user))}; {avoid}."
         )
     if not exists and not db_create:
-        return (
+        raise PermissionMissing(
             f"Role {user} may not create schema {schema} in database {database}: run GRANT "
-            f"CREATE, TEMPORARY ON DATABASE {_quoted(database)} TO {_quoted(user)}; or create "
-            f"the schema and GRANT USAGE, CREATE ON it."
+            f"CREATE, TEMPORARY ON DATABASE {_quoted(str(database))} TO {_quoted(str(user))}; "
+            f"or create the schema and GRANT USAGE, CREATE ON it"
+            + (f"; {avoid_missing}." if avoid_missing else ".")
         )
-    return None
 
 
 def translate_privilege_error(

@@ -19,12 +19,18 @@ from singer_sdk.sql import SQLConnector
 from target_postgres_hp import sql
 from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
 from target_postgres_hp.config import Settings
-from target_postgres_hp.connection import Database, translate_privilege_error
+from target_postgres_hp.connection import Database, check_schema, translate_privilege_error
 from target_postgres_hp.dependents import dependents_set_aside
 from target_postgres_hp.errors import DependentObjects, StreamLocked
 from target_postgres_hp.loading import PgConnection
 from target_postgres_hp.lockwatch import LockWatch
-from target_postgres_hp.naming import assign_names, derived_name, raw_table_name
+from target_postgres_hp.naming import (
+    assign_names,
+    derived_name,
+    final_identifier,
+    raw_table_name,
+    suffixed_from,
+)
 
 #: Comment keys of the target's helper tables: a full refresh's side table, a stream's
 #: tombstones (hard-deleted keys).
@@ -69,9 +75,10 @@ def _privileges_explained(action: str) -> Iterator[None]:
         raise translate_privilege_error(error, action) from None
 
 
-def _raw_owner_key(final_schema: str, stream: str) -> str:
-    """What a raw table belongs to: one stream's final table in one schema."""
-    return f"{final_schema}\x00{stream}"
+def _raw_owner_key(final_schema: str, final_name: str, stream: str) -> str:
+    """What a raw table belongs to: the final table of `stream` in `final_schema` named after
+    `final_name` (before any collision suffix), so one final table (SPEC §4.1)."""
+    return f"{final_schema}\x00{final_name}\x00{stream}"
 
 
 def _comment_text(recorded: dict[str, str]) -> str:
@@ -119,6 +126,7 @@ class PostgresConnector(SQLConnector):
         self.settings = settings
         self.database = database or Database(settings)
         self._prepared_schemas: set[str] = set()
+        self._checked_schemas: set[str] = set()
         self._lock = threading.Lock()
         self._idle_pairs: list[tuple[PgConnection, PgConnection]] = []
         self._pairs_out = 0
@@ -181,47 +189,80 @@ class PostgresConnector(SQLConnector):
         if schema_name in self._prepared_schemas:
             return
         with _privileges_explained(f"create schema {schema_name}"), self.raw_connection() as conn:
-            conn.execute(sql.create_schema(schema_name))
+            # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+            # exists: a role given only a schema made for it must not need it.
+            if conn.execute(sql.SCHEMA_EXISTS, (schema_name,)).fetchone() is None:
+                conn.execute(sql.create_schema(schema_name))
         self._prepared_schemas.add(schema_name)
 
+    def check_schema(self, schema: str, stream: str) -> None:
+        """Refuse, before any table of the stream is created, a final-table schema the role
+        cannot create tables in, with the GRANT and the namespace settings that avoid it
+        (SPEC §6.4). Each schema is checked once per run."""
+        if schema in self._checked_schemas:
+            return
+        settings = self.settings
+        avoid = (
+            f"or choose another schema for stream {stream} (now {settings.schema_settings}):"
+            " namespace_definition destination puts every table in the first schema, custom in"
+            " namespace_format"
+        )
+        with self.raw_connection() as conn:
+            check_schema(conn, schema, avoid, avoid_missing=avoid)
+        self._checked_schemas.add(schema)
+
     def _table_for_stream(
-        self, conn: psycopg.Connection[tuple[Any, ...]], schema: str, conformed: str, stream: str
-    ) -> str:
-        """The table of `stream` in `schema`: the one recorded for it, else `conformed` unless
-        another stream's table has that name, else `conformed` with a suffix (SPEC §5)."""
-        owners = {
-            name: _recorded(comment, "stream") or _companion_owner(comment)
-            for name, comment in conn.execute(sql.SCHEMA_TABLES, (schema,)).fetchall()
-        }
+        self, conn: PgConnection, schema: str, conformed: str, stream: str
+    ) -> tuple[str, str | None]:
+        """The table of `stream` in `schema` that is named after `conformed`: the one recorded
+        for it, else `conformed` unless another stream's table has that name, else `conformed`
+        with a suffix (SPEC §5); and the stream holding `conformed` when the name had to
+        change.
+
+        A table of the stream named after another name (made under other naming settings,
+        e.g. another `stream_prefix`) is left to those settings."""
+        owners: dict[str, str | None] = {}
+        for name, comment in conn.execute(sql.SCHEMA_TABLES, (schema,)).fetchall():
+            owner = _recorded(comment, "stream")
+            if owner == stream and not suffixed_from(name, conformed):
+                owner = f"\x00other name:{stream}"
+            owners[name] = owner or _companion_owner(comment)
         table = assign_names([(stream, conformed)], owners, frozenset())[stream]
+        holder = None
         if table != conformed:
-            logger.warning(
-                "Stream %s is stored in table %s.%s because %s is taken by another stream",
-                stream,
-                schema,
-                table,
-                conformed,
-            )
-        return table
+            holder = owners.get(conformed) or "an earlier table"
+            holder = holder.removeprefix("\x00other name:")
+        return table, holder
 
     def prepare_raw_table(
-        self, schema: str, conformed: str, stream: str, final_schema: str, stream_table: str
+        self,
+        schema: str,
+        conformed: str,
+        stream: str,
+        final_schema: str,
+        table_text: str,
     ) -> str:
-        """Create the raw table of the final table that stream `stream` has in `final_schema`
-        (and the raw schema) unless they exist; return its name.
+        """Create the raw table of the final table of stream `stream` in `final_schema` named
+        after `table_text` (and the raw schema) unless they exist; return its name.
 
-        A raw table records its final table's schema and stream in its comment, so each final
-        table has its own raw table whatever settings earlier runs used (SPEC §4.1). Raw tables
-        of earlier versions recorded only the stream: such a table is adopted by the final
-        table whose raw name it has, and raw rows of other final tables it holds are moved to
-        their own raw tables first (`_split_shared_raw`).
+        A raw table records in its comment its stream, its final table's schema and the
+        conformed name that table is made from (`final_name`; the table itself may carry a
+        collision suffix), so each final table has its own raw table whatever settings earlier
+        runs used (SPEC §4.1), even while raw-only runs create no final table. Raw tables of
+        earlier versions recorded less: one that recorded the stream and the final schema is
+        adopted by the final table its name was made for; one that recorded only the stream is
+        adopted by the final table whose raw name it has, and the raw rows of other final
+        tables it holds are moved to their own raw tables first (`_split_shared_raw`).
         """
         self.prepare_schema(schema)
         with self._ddl(f"create table {schema}.{conformed}") as conn:
-            table, legacy = self._raw_table_of(conn, schema, conformed, stream, final_schema)
-            self._create_raw_table(conn, schema, table, stream, final_schema)
-            if legacy:
-                self._split_shared_raw(conn, schema, table, stream, final_schema, stream_table)
+            final_name = final_identifier(table_text)
+            table, shared = self._raw_table_of(
+                conn, schema, conformed, stream, final_schema, final_name
+            )
+            self._create_raw_table(conn, schema, table, stream, final_schema, final_name)
+            if shared:
+                self._split_shared_raw(conn, schema, table, stream, final_schema, table_text)
         return table
 
     def _raw_table_of(
@@ -231,44 +272,60 @@ class PostgresConnector(SQLConnector):
         conformed: str,
         stream: str,
         final_schema: str,
+        final_name: str,
     ) -> tuple[str, bool]:
-        """The raw table of (final_schema, stream) in `schema`, and whether it is a table an
-        earlier version made, which recorded only its stream."""
-        me = _raw_owner_key(final_schema, stream)
+        """The raw table in `schema` of the final table of `stream` in `final_schema` named
+        after `final_name`, and whether it is a table the oldest versions made, which recorded
+        only its stream and may hold other final tables' raw rows."""
+        me = _raw_owner_key(final_schema, final_name, stream)
         owners: dict[str, str | None] = {}
-        legacy: set[str] = set()
+        shared: set[str] = set()
         for name, comment in conn.execute(sql.SCHEMA_TABLES, (schema,)).fetchall():
             recorded = _recorded(comment, "stream")
             owner_schema = _recorded(comment, "final_schema")
+            owner_name = _recorded(comment, "final_name")
             if recorded is None:
                 owners[name] = _companion_owner(comment)
-            elif owner_schema is not None:
-                owners[name] = _raw_owner_key(owner_schema, recorded)
-            elif recorded == stream and name == conformed:
+            elif owner_schema is not None and owner_name is not None:
+                owners[name] = _raw_owner_key(owner_schema, owner_name, recorded)
+            elif (recorded, owner_schema) == (stream, final_schema) and suffixed_from(
+                name, conformed
+            ):
                 owners[name] = me
-                legacy.add(name)
+            elif recorded == stream and owner_schema is None and name == conformed:
+                owners[name] = me
+                shared.add(name)
             else:
-                owners[name] = f"\x00legacy:{recorded}"
+                owners[name] = f"\x00earlier:{name}"
         table = assign_names([(me, conformed)], owners, frozenset())[me]
         if table != conformed:
             logger.warning(
-                "Stream %s (final tables in schema %s) has its raw table %s.%s because %s is"
-                " taken by another final table",
+                "Stream %s (final table %s.%s) has its raw table %s.%s because %s is taken by"
+                " another final table",
                 stream,
                 final_schema,
+                final_name,
                 schema,
                 table,
                 conformed,
             )
-        return table, table in legacy
+        return table, table in shared
 
     def _create_raw_table(
-        self, conn: PgConnection, schema: str, table: str, stream: str, final_schema: str
+        self,
+        conn: PgConnection,
+        schema: str,
+        table: str,
+        stream: str,
+        final_schema: str,
+        final_name: str,
     ) -> None:
         primary_key = derived_name(table, "pkey")
         index = derived_name(table, "untyped")
         conn.execute(sql.create_raw_table(schema, table, primary_key, index))
-        owner = _comment_text({"stream": stream, "final_schema": final_schema})
+        owner = _comment_text(
+            {"stream": stream, "final_schema": final_schema, "final_name": final_name}
+        )
         conn.execute(sql.comment_on_table(schema, table, owner))
 
     def _split_shared_raw(
@@ -278,7 +335,7 @@ class PostgresConnector(SQLConnector):
         table: str,
         stream: str,
         final_schema: str,
-        stream_table: str,
+        table_text: str,
     ) -> None:
         """Give back to their own raw tables the raw rows of other final tables of `stream`
         that an earlier version wrote into this one (it found raw tables by stream name only,
@@ -289,9 +346,12 @@ class PostgresConnector(SQLConnector):
         ).fetchall()
         for other_schema, other_table in others:
             moved_to = None
-            conformed = raw_table_name(other_schema, stream_table)
-            other, _ = self._raw_table_of(conn, schema, conformed, stream, other_schema)
-            self._create_raw_table(conn, schema, other, stream, other_schema)
+            # Versions that shared raw tables named final tables after the stream alone.
+            conformed = raw_table_name(other_schema, table_text)
+            other, _ = self._raw_table_of(
+                conn, schema, conformed, stream, other_schema, other_table
+            )
+            self._create_raw_table(conn, schema, other, stream, other_schema, other_table)
             moved = conn.execute(
                 sql.move_rows_of(schema, table, schema, other, other_schema, other_table)
             ).rowcount
@@ -342,7 +402,19 @@ class PostgresConnector(SQLConnector):
         """
         self.prepare_schema(schema)
         with self._ddl(f"create table {schema}.{conformed}") as conn:
-            table = self._table_for_stream(conn, schema, conformed, stream)
+            table, holder = self._table_for_stream(conn, schema, conformed, stream)
+            if holder is not None:
+                logger.warning(
+                    "Streams %s and %s would share table %s.%s: stream %s is stored in %s.%s"
+                    " instead",
+                    holder,
+                    stream,
+                    schema,
+                    conformed,
+                    stream,
+                    schema,
+                    table,
+                )
             existing = conn.execute(sql.TABLE_COLUMNS, (schema, table)).fetchall()
             owners = {name: _recorded(comment, "property") for name, _, comment in existing}
             types = {name: type_name for name, type_name, _ in existing}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 MAX_IDENTIFIER_BYTES = 63
 HASH_LENGTH = 8
@@ -69,6 +70,80 @@ def split_stream_name(stream_name: str) -> StreamName:
     if len(parts) == 3 and all(parts):
         return StreamName(namespace=parts[1], table=parts[2])
     return StreamName(namespace=None, table=stream_name)
+
+
+NamespaceDefinition = Literal["source", "destination", "custom"]
+NAMESPACE_DEFINITIONS: tuple[NamespaceDefinition, ...] = ("source", "destination", "custom")
+#: What `namespace_format` replaces with the stream's namespace.
+SOURCE_NAMESPACE = "${SOURCE_NAMESPACE}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a stream's final table goes, before conformance: its schema and table name as
+    text. The raw table's name is made from the same two (SPEC §4.1: raw names follow their
+    final table)."""
+
+    schema: str
+    table: str
+
+    @property
+    def final_schema(self) -> str:
+        return final_identifier(self.schema)
+
+    @property
+    def final_table(self) -> str:
+        """The final table's name unless another stream holds it (then a suffix is added)."""
+        return final_identifier(self.table)
+
+    @property
+    def raw_table(self) -> str:
+        return raw_table_name(self.schema, self.table)
+
+
+def place_stream(
+    stream_name: str,
+    *,
+    definition: NamespaceDefinition,
+    namespace_format: str,
+    default_schema: str,
+    prefix: str,
+    ignore_namespace: bool,
+) -> Placement:
+    """Where a stream's final table goes (SPEC §6.4).
+
+    `source` puts it in the stream's namespace, `destination` in `default_schema`, `custom` in
+    `namespace_format` with the namespace put in; a stream without a namespace always goes to
+    `default_schema`. The table is named after the stream without its namespace, behind
+    `prefix`. With `ignore_namespace` no stream has a namespace: the table is named after the
+    whole stream name, so two namespaces' streams still never share a table.
+    """
+    parts = split_stream_name(stream_name)
+    namespace, table = parts.namespace, parts.table
+    if ignore_namespace:
+        namespace, table = None, stream_name
+    if namespace is None or definition == "destination":
+        schema = default_schema
+    elif definition == "custom":
+        schema = namespace_format.replace(SOURCE_NAMESPACE, namespace)
+    else:
+        schema = namespace
+    return Placement(schema=schema, table=f"{prefix}{table}")
+
+
+def suffixed_from(name: str, conformed: str) -> bool:
+    """True when `name` is `conformed` itself or `conformed` with a collision suffix
+    (`with_suffix`): the names `assign_names` can give a source that conforms to
+    `conformed`."""
+    if name == conformed:
+        return True
+    base, _, number = name.rpartition("_")
+    return (
+        bool(base)
+        and number.isascii()
+        and number.isdigit()
+        and with_suffix(conformed, int(number)) == name
+    )
 
 
 def final_identifier(name: str) -> str:

@@ -40,8 +40,6 @@ from target_postgres_hp.naming import (
     derived_name,
     final_identifier,
     raw_identifier,
-    raw_table_name,
-    split_stream_name,
 )
 from target_postgres_hp.rawdata import RawRowBuilder, clean_record, data_json, first_id_at
 from target_postgres_hp.records import RecordFields
@@ -109,6 +107,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._rows = RawRowBuilder(sync_id=self.sync_started_at)
         self.run = self.connector.stream_runs.setdefault(self.stream_name, StreamRun())
         self._last_version: int | None = None
+        #: Where the stream's tables go (SPEC §6.4).
+        self.placement = settings.place(self.stream_name)
         self.load_method = settings.load_method_for(
             self.stream_name, has_keys=bool(self._key_properties)
         )
@@ -133,21 +133,6 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.record_fields: RecordFields | None = None
         #: Positions of the deletion markers among those values.
         self._marker_positions: list[int] = []
-
-    @property
-    def namespace(self) -> str:
-        """The stream's schema: the namespace part of its name, else the first `schema`."""
-        settings = self.connector.settings
-        if settings.ignore_stream_namespace:
-            return settings.default_schema
-        return split_stream_name(self.stream_name).namespace or settings.default_schema
-
-    @property
-    def stream_table(self) -> str:
-        """The table part of the stream name (the whole name with ignore_stream_namespace)."""
-        if self.connector.settings.ignore_stream_namespace:
-            return self.stream_name
-        return split_stream_name(self.stream_name).table
 
     @property
     def raw_schema(self) -> str:
@@ -202,23 +187,22 @@ class PostgresSink(SQLSink[PostgresConnector]):
         the side table the load is built in), match its key index to the load method, and
         plan the casts."""
         connector = self.connector
-        raw_name = raw_table_name(self.namespace, self.stream_table)
-        connector.lock_stream(self.stream_name, f"{self.raw_schema}.{raw_name}")
+        place = self.placement
+        schema = place.final_schema
+        typed = not connector.settings.disable_type_dedupe
+        if typed:
+            connector.check_schema(schema, self.stream_name)
+        connector.lock_stream(self.stream_name, f"{self.raw_schema}.{place.raw_table}")
         self.raw_table = connector.prepare_raw_table(
-            self.raw_schema,
-            raw_name,
-            self.stream_name,
-            final_identifier(self.namespace),
-            self.stream_table,
+            self.raw_schema, place.raw_table, self.stream_name, schema, place.table
         )
         self.record_fields = RecordFields([], frozenset(), self.record_keys)
-        if connector.settings.disable_type_dedupe:
+        if not typed:
             return
         properties = self.schema.get("properties") or {}
-        schema = final_identifier(self.namespace)
         table, columns, vacated = connector.prepare_final_table(
             schema,
-            final_identifier(self.stream_table),
+            place.final_table,
             self.stream_name,
             [
                 (prop, final_identifier(prop), column_type(spec))

@@ -33,6 +33,9 @@ def session_setup(search_path: Sequence[str]) -> sql.Composed:
     )
 
 
+SCHEMA_EXISTS = sql.SQL("SELECT 1 FROM pg_namespace WHERE nspname = %s")
+
+
 def create_schema(schema: str) -> sql.Composed:
     """Create a schema unless it exists."""
     return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))

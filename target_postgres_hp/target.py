@@ -32,6 +32,7 @@ from target_postgres_hp.errors import (
     BadInput,
     ConfigError,
     KeyNotStorable,
+    PermissionMissing,
     TargetError,
     first_line,
 )
@@ -408,8 +409,9 @@ class TargetPostgresHP(SQLTarget):
             _ = target.target_connector
             try:
                 target.listen(file_input)
-            except BadInput:
-                # Keep everything read before the bad line, and the state that covers it.
+            except (BadInput, PermissionMissing):
+                # Keep everything read before the bad line (or the SCHEMA of a stream whose
+                # schema is refused), and the state that covers it.
                 target.drain_all()
                 raise
         except (TargetError, psycopg.Error) as error:

@@ -75,6 +75,31 @@ def test_config_mistakes_are_one_line_each_without_traceback(tmp_path: Path) -> 
     ]
 
 
+def test_misspelled_host_never_falls_back_to_the_embedded_server(tmp_path: Path) -> None:
+    """`hostname` instead of `host`: refused before any input is read (the input here is not
+    even Singer), naming the closest setting, and no embedded server is started."""
+    data_dir = tmp_path / "pgdata"
+    config = {
+        "hostname": "db.example.com",
+        "username": "loader",
+        "passwrod": "hunter2-secret",
+        "embedded_data_directory": str(data_dir),
+        "use_copy": True,
+    }
+    run = run_target(config, "this is not a Singer line\n", tmp_path)
+    assert run.returncode == 1
+    assert run.error_lines() == [
+        "Setting `hostname` is not a setting of this target: rename it to host (the closest"
+        " setting) or remove it.",
+        "Setting `passwrod` is not a setting of this target: rename it to password (the closest"
+        " setting) or remove it.",
+    ]
+    assert "Traceback" not in run.stderr
+    assert "hunter2-secret" not in run.output
+    assert "embedded" not in run.stderr
+    assert not data_dir.exists()
+
+
 def test_unencrypted_remote_connection_is_refused(tmp_path: Path) -> None:
     config = {"host": "db.example.com", "username": "u", "ssl": False}
     run = run_target(config, users_stream(1), tmp_path)

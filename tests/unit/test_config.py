@@ -314,11 +314,174 @@ def test_jdbc_params_parsed_during_validation() -> None:
     assert message.startswith("Setting `jdbc_url_params` has the unknown key 'fooBar'")
 
 
-def test_unknown_settings_warn_but_do_not_fail(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"hostname": "db.example.com"},
+            "Setting `hostname` is not a setting of this target: rename it to host (the closest"
+            " setting) or remove it.",
+        ),
+        (
+            {"HOST": "db.example.com"},
+            "Setting `HOST` is not a setting of this target: rename it to host (the closest"
+            " setting) or remove it.",
+        ),
+        (
+            {"passwrod": "x"},
+            "Setting `passwrod` is not a setting of this target: rename it to password (the"
+            " closest setting) or remove it.",
+        ),
+        (
+            {"ssl_mode": {"mode": "verify-ca", "ca_certificate": "x", "ca_cert": "y"}},
+            "Setting `ssl_mode.ca_cert` is not a setting of this target: rename it to"
+            " ssl_mode.ca_certificate (the closest setting) or remove it.",
+        ),
+        (
+            {"tunnel_method": {"tunnel_method": "NO_TUNNEL", "tunel_host": "b"}},
+            "Setting `tunnel_method.tunel_host` is not a setting of this target: rename it to"
+            " tunnel_method.tunnel_host (the closest setting) or remove it.",
+        ),
+        (
+            {"ssh_tunnel": {"enable": False, "hostname": "b"}},
+            "Setting `ssh_tunnel.hostname` is not a setting of this target: rename it to"
+            " ssh_tunnel.host (the closest setting) or remove it.",
+        ),
+        (
+            {"qqqq": 1},
+            "Setting `qqqq` is not a setting of this target: remove it (target-postgres-hp"
+            " --about lists every setting).",
+        ),
+    ],
+)
+def test_unknown_setting_refused_with_closest_name(config: dict[str, Any], message: str) -> None:
+    assert problems({**BASE, **config}) == [message]
+
+
+def test_unknown_setting_reported_with_other_mistakes() -> None:
+    messages = problems({**BASE, "hostnme": "x", "port": "five"})
+    assert any(m.startswith("Setting `hostnme` is not a setting") for m in messages)
+    assert any(m.startswith("Setting `port` has the wrong type") for m in messages)
+
+
+def test_other_loaders_settings_logged_one_line_each(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")
-    settings(passwrod="x", use_copy=True)
-    assert "Unknown settings ignored (check their spelling): passwrod" in caplog.text
-    assert "Settings without effect in this target, ignored: use_copy" in caplog.text
+    settings(use_copy=True, hard_delete=False, batch_config={"encoding": {"format": "jsonl"}})
+    lines = [r.getMessage() for r in caplog.records if "belongs to another loader" in r.getMessage()]
+    assert lines == [
+        f"Setting {name} belongs to another loader and has no effect here"
+        for name in ("batch_config", "hard_delete", "use_copy")
+    ]
+
+
+def test_sdk_settings_accepted() -> None:
+    s = settings(
+        stream_maps={"users": {"__alias__": "people"}},
+        flattening_enabled=False,
+        process_activate_version_messages=True,
+    )
+    assert s.host == BASE["host"]
+
+
+def test_namespace_defaults() -> None:
+    s = settings()
+    assert (s.namespace_definition, s.namespace_format, s.stream_prefix) == (
+        "source",
+        "${SOURCE_NAMESPACE}",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, {"public-users": ("public", "users"), "users": ("analytics", "users")}),
+        (
+            {"namespace_definition": "destination"},
+            {"public-users": ("analytics", "users"), "db-sales-users": ("analytics", "users")},
+        ),
+        (
+            {"namespace_definition": "custom", "namespace_format": "raw_${SOURCE_NAMESPACE}"},
+            {"public-users": ("raw_public", "users"), "users": ("analytics", "users")},
+        ),
+        (
+            {"namespace_definition": "custom", "namespace_format": "landing"},
+            {"public-users": ("landing", "users"), "users": ("analytics", "users")},
+        ),
+        (
+            {"stream_prefix": "src_"},
+            {"public-users": ("public", "src_users"), "users": ("analytics", "src_users")},
+        ),
+        (
+            {"ignore_stream_namespace": True, "namespace_definition": "custom"},
+            {"public-users": ("analytics", "public-users"), "users": ("analytics", "users")},
+        ),
+        (
+            {"ignore_stream_namespace": True, "stream_prefix": "p_"},
+            {"sales-users": ("analytics", "p_sales-users")},
+        ),
+    ],
+)
+def test_placement(overrides: dict[str, Any], expected: dict[str, tuple[str, str]]) -> None:
+    s = settings(schema="analytics,extra", **overrides)
+    for stream, (schema, table) in expected.items():
+        place = s.place(stream)
+        assert (place.schema, place.table) == (schema, table), stream
+
+
+def test_default_target_schema_implies_destination(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    s = settings(default_target_schema="analytics")
+    assert s.namespace_definition == "destination"
+    assert (s.place("public-users").schema, s.place("public-users").table) == (
+        "analytics",
+        "users",
+    )
+    assert "namespace_definition destination" in caplog.text
+    explicit = settings(default_target_schema="analytics", namespace_definition="source")
+    assert explicit.namespace_definition == "source"
+    assert explicit.place("public-users").schema == "public"
+    assert settings(schema="analytics").namespace_definition == "source"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"namespace_format": "x_${SOURCE_NAMESPACE}"},
+            "Setting `namespace_format` is set but namespace_definition is source: set"
+            " namespace_definition to custom to use it, or remove it.",
+        ),
+        (
+            {"namespace_definition": "custom", "namespace_format": " "},
+            "Setting `namespace_format` is empty: give a schema name, optionally with"
+            " ${SOURCE_NAMESPACE} in it.",
+        ),
+        (
+            {"namespace_definition": "custom", "namespace_format": "${NAMESPACE}_x"},
+            "Setting `namespace_format` has the placeholder ${NAMESPACE}: use"
+            " ${SOURCE_NAMESPACE}, the only one replaced.",
+        ),
+        (
+            {"namespace_definition": "elsewhere"},
+            "Setting `namespace_definition` has an unknown value (got 'elsewhere'): use one of"
+            " source, destination, custom.",
+        ),
+    ],
+)
+def test_namespace_setting_problems(overrides: dict[str, Any], message: str) -> None:
+    assert problems({**BASE, **overrides}) == [message]
+
+
+def test_default_namespace_format_accepted_in_every_mode() -> None:
+    for definition in ("source", "destination"):
+        s = settings(
+            schema="analytics",
+            namespace_format="${SOURCE_NAMESPACE}",
+            namespace_definition=definition,
+        )
+        expected = "public" if definition == "source" else "analytics"
+        assert s.place("public-users").schema == expected
 
 
 def test_secrets_never_in_repr() -> None:

@@ -24,7 +24,12 @@ HUB_FILE = Path(__file__).parents[2] / "hub" / "loaders" / "target-postgres-hp.y
 #: Settings whose default the Hub file leaves out on purpose: Meltano passes defaults to the
 #: target, and these would contradict an alias (sqlalchemy_url's port, default_target_schema,
 #: ssl_enable) that a user sets.
-DEFAULTS_LEFT_TO_THE_TARGET = frozenset({"port", "schema", "ssl"})
+#: Settings whose default Meltano must not pass: the target applies it, or (namespace settings)
+#: an unset value means something (default_target_schema implies destination; Meltano would
+#: expand `${SOURCE_NAMESPACE}` as an environment variable).
+DEFAULTS_LEFT_TO_THE_TARGET = frozenset(
+    {"port", "schema", "ssl", "namespace_definition", "namespace_format"}
+)
 
 #: Meltano setting kind of each JSON schema type.
 KIND_OF_TYPE = {
