@@ -375,7 +375,6 @@ _SECRET_PATHS = frozenset(
     }
 )
 
-#: Settings of other Postgres loaders that have no meaning here: accepted with a log line.
 #: The singer-sdk settings of the capabilities the target declares (stream maps, flattening,
 #: ACTIVATE_VERSION), which the SDK itself reads.
 _SDK_SETTINGS = frozenset(
@@ -384,6 +383,8 @@ _SDK_SETTINGS = frozenset(
     for name in builtin["properties"]
 )
 
+#: Settings of other Postgres loaders (MeltanoLabs, Airbyte) and singer-sdk settings of
+#: capabilities the target does not declare: no meaning here, accepted with a log line each.
 _FOREIGN_SETTINGS = frozenset(
     {
         "batch_config",
@@ -399,6 +400,9 @@ _FOREIGN_SETTINGS = frozenset(
         "add_record_metadata",
         "hard_delete",
         "validate_records",
+        "max_varchar_length",
+        "use_singer_decimal",
+        "emit_activate_version_messages",
     }
 )
 
