@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -47,6 +50,14 @@ def start(data_directory: Path) -> EmbeddedServer:
             "pip install 'target-postgres-hp[embedded]'."
         ) from None
     path = data_directory.resolve()
+    awkward = sorted({char for char in str(path) if char.isspace() or char in "'\"\\"})
+    if awkward:
+        shown = ", ".join(repr(char) for char in awkward)
+        raise EmbeddedServerError(
+            f"The embedded PostgreSQL cannot run in {str(path)!r}: its path holds {shown},"
+            " which the pgserver wheel cannot pass to the server. Set embedded_data_directory to"
+            " an absolute path without spaces or quotes."
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None keeps the server up after this run so its tables can be queried.
@@ -73,12 +84,25 @@ def ensure_database(server: EmbeddedServer, database: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
+def stop_command(server: EmbeddedServer) -> str:
+    """A shell command that stops the server, to copy and paste as it is. The server runs as
+    the owner of its data directory (pgserver runs it as a user of its own when started by
+    root, and pg_ctl refuses to run as root), so a root user gets the command wrapped to run
+    as that owner."""
+    command = shlex.join([str(server.pg_ctl), "-D", str(server.data_directory), "stop"])
+    if os.geteuid() != 0:
+        return command
+    owner = pwd.getpwuid(server.data_directory.stat().st_uid).pw_name
+    return shlex.join(["su", "-s", "/bin/sh", owner, "-c", command])
+
+
 def describe(server: EmbeddedServer, database: str) -> str:
-    """The log line that tells a person how to look at the loaded tables."""
-    run_as = " as the pgserver system user" if os.geteuid() == 0 else ""
+    """The log line that tells a person how to look at the loaded tables and stop the server;
+    both commands work pasted into a shell as they are."""
+    socket = quote(server.socket_directory)
+    url = f"postgresql://{SUPERUSER}@/{quote(database, safe='')}?host={socket}"
     return (
         f"No host configured: loaded into the embedded PostgreSQL in {server.data_directory}. "
-        f"Query it with: psql 'postgresql://{SUPERUSER}@/{database}?host="
-        f"{server.socket_directory}'. It keeps running; stop it with: "
-        f"{server.pg_ctl} -D {server.data_directory} stop{run_as}."
+        f"Query it with: psql {shlex.quote(url)}. It keeps running; stop it with: "
+        f"{stop_command(server)}"
     )
