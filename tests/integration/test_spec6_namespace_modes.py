@@ -479,3 +479,22 @@ def test_raw_table_of_the_previous_version_is_adopted(pg_db: PgDatabase, tmp_pat
     assert raw_owner(conn, raw) == ("sales", "users", "sales-users")
     assert_final(conn, [*first, *second], schema="sales", table="users", raw_table=raw)
     assert_raw(conn, raw, [*first, *second])
+
+
+def test_final_tables_in_the_raw_schema_stay_apart_from_raw_tables(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """A custom format naming the raw schema puts final tables beside the raw tables: each
+    kind still finds only its own (a raw table is never taken for a final one, nor the
+    reverse), on the first run and the next."""
+    config = pg_db.config(schema=FIRST, namespace_definition="custom", namespace_format=RAW_SCHEMA)
+    first = [user(1, "a", 1, stream="sales-users")]
+    load(config, tmp_path / "1", users_schema("sales-users", keys=["id"]), *first)
+    conn = pg_db.admin()
+    raw = "airbyte_internal_raw__stream_users"
+    assert tables_in(conn, RAW_SCHEMA) == [raw, "users"]
+    second = [user(1, "b", 2, stream="sales-users"), user(2, "b", 3, stream="sales-users")]
+    load(config, tmp_path / "2", users_schema("sales-users", keys=["id"]), *second)
+    assert tables_in(conn, RAW_SCHEMA) == [raw, "users"]
+    assert_final(conn, second, schema=RAW_SCHEMA, table="users", raw_table=raw)
+    assert_raw(conn, raw, [*first, *second])
