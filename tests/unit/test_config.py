@@ -367,7 +367,9 @@ def test_unknown_setting_reported_with_other_mistakes() -> None:
 def test_other_loaders_settings_logged_one_line_each(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")
     settings(use_copy=True, hard_delete=False, batch_config={"encoding": {"format": "jsonl"}})
-    lines = [r.getMessage() for r in caplog.records if "belongs to another loader" in r.getMessage()]
+    lines = [
+        r.getMessage() for r in caplog.records if "belongs to another loader" in r.getMessage()
+    ]
     assert lines == [
         f"Setting {name} belongs to another loader and has no effect here"
         for name in ("batch_config", "hard_delete", "use_copy")
