@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from target_postgres_hp import urlparams
-from target_postgres_hp.errors import ConfigError, setting_problem
+from target_postgres_hp.errors import ConfigError, UrlParamsError, setting_problem
 from target_postgres_hp.naming import (
     NAMESPACE_DEFINITIONS,
     SOURCE_NAMESPACE,
@@ -928,7 +928,7 @@ class _Builder:
     def _url_params(self) -> urlparams.UrlParams:
         try:
             params = urlparams.parse(self.config.get("jdbc_url_params"))
-        except urlparams.UrlParamsError as error:
+        except UrlParamsError as error:
             self.problems.append(str(error))
             return urlparams.UrlParams()
         for key in params.overwritten:

@@ -13,8 +13,13 @@ from psycopg import sql as pgsql
 
 from target_postgres_hp import embedded, sql
 from target_postgres_hp.config import Settings
-from target_postgres_hp.errors import ConnectError, PermissionMissing, TargetError
-from target_postgres_hp.keyfiles import KeyFiles, KeyMaterialError
+from target_postgres_hp.errors import (
+    ConnectError,
+    KeyMaterialError,
+    PermissionMissing,
+    TargetError,
+)
+from target_postgres_hp.keyfiles import KeyFiles
 from target_postgres_hp.naming import SOURCE_NAMESPACE, final_identifier, raw_identifier
 from target_postgres_hp.records import JsonTextDumper
 
@@ -44,7 +49,7 @@ def connection_lost(error: psycopg.Error) -> bool:
 
 
 @dataclass(frozen=True)
-class Target:
+class ServerAddress:
     """Who connects where, for messages (never holds a secret)."""
 
     user: str
@@ -172,7 +177,7 @@ _EXPLANATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def explain_connect_error(error: psycopg.Error, target: Target, settings: Settings) -> str:
+def explain_connect_error(error: psycopg.Error, target: ServerAddress, settings: Settings) -> str:
     """One sentence saying why the connection failed and what to change."""
     detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
     detail = detail.removeprefix("FATAL:").strip()
@@ -199,7 +204,7 @@ class Database:
         self._tunnel: Tunnel | None = None
         self._params: dict[str, str] | None = None
         self._server: embedded.EmbeddedServer | None = None
-        self.target: Target | None = None
+        self.address: ServerAddress | None = None
 
     @property
     def search_path(self) -> tuple[str, ...]:
@@ -231,7 +236,7 @@ class Database:
                     )
                     endpoint = self._tunnel.open()
                 self._params = libpq_params(settings, endpoint, self.keyfiles)
-                self.target = Target(
+                self.address = ServerAddress(
                     user=self._params["user"],
                     host=settings.host or "",
                     port=settings.port,
@@ -246,7 +251,7 @@ class Database:
         self._server = server
         database = self.settings.database or embedded.SUPERUSER
         embedded.ensure_database(server, database)
-        self.target = Target(
+        self.address = ServerAddress(
             user=embedded.SUPERUSER, host=server.socket_directory, port=5432, database=database
         )
         return {
@@ -260,11 +265,11 @@ class Database:
         """A new connection with the session settings applied (UTC, ISO, search_path)."""
         self.open()
         assert self._params is not None
-        assert self.target is not None
+        assert self.address is not None
         try:
             conn = psycopg.connect(psycopg.conninfo.make_conninfo("", **self._params))
         except psycopg.Error as error:
-            raise ConnectError(explain_connect_error(error, self.target, self.settings)) from None
+            raise ConnectError(explain_connect_error(error, self.address, self.settings)) from None
         conn.adapters.register_dumper(msgspec.Raw, JsonTextDumper)
         conn.execute(sql.session_setup(self.search_path))
         conn.commit()
@@ -272,9 +277,9 @@ class Database:
 
     def describe_embedded(self) -> str | None:
         """How to reach the embedded server, when one is used."""
-        if self._server is None or self.target is None:
+        if self._server is None or self.address is None:
             return None
-        return embedded.describe(self._server, self.target.database)
+        return embedded.describe(self._server, self.address.database)
 
     def check_privileges(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         """Stop before any input is read if the role cannot create what the load needs in the

@@ -28,6 +28,18 @@ class ConfigError(TargetError, ConfigValidationError):
         return "\n".join(self.problems)
 
 
+class SettingError(TargetError):
+    """One setting is wrong; the message is the sentence of `setting_problem`."""
+
+
+class UrlParamsError(SettingError):
+    """`jdbc_url_params` is malformed or names an unknown key."""
+
+
+class KeyMaterialError(SettingError):
+    """A certificate or key setting names a file that cannot be read."""
+
+
 class ConnectError(TargetError):
     """The database could not be reached or refused the login."""
 
@@ -97,3 +109,8 @@ class DependentObjects(TargetError):
 
 class LoadNotReplaced(TargetError):
     """A full refresh's rows could not replace the live table's."""
+
+
+class InternalError(TargetError):
+    """A state the target's own logic rules out: reaching it is a defect to report, with the
+    message."""

@@ -14,13 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from target_postgres_hp.errors import setting_problem
+from target_postgres_hp.errors import KeyMaterialError, setting_problem
 
 _PEM_MARKER = "-----BEGIN"
-
-
-class KeyMaterialError(ValueError):
-    """A certificate or key setting names a file that cannot be read."""
 
 
 def is_pem_text(value: str) -> bool:

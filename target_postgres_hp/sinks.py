@@ -30,6 +30,7 @@ from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
 from target_postgres_hp.errors import (
     ConnectError,
     ConnectionLost,
+    InternalError,
     KeyNotStorable,
     LoadNotReplaced,
     TargetError,
@@ -508,7 +509,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         pair = self.connector.acquire_stream_connections()
         if pair is None:
             msg = "no free connection for a new batch; the target drains a sink first"
-            raise RuntimeError(msg)
+            raise InternalError(msg)
         self._connections = pair
         self._writer = BatchWriter(pair[0], pair[1], self.raw_schema, self.raw_table, self.final)
         return self._writer
@@ -677,7 +678,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             return writer
         if pair is None:  # pragma: no cover - the sink's own pair was just handed back
             msg = "no free connection to retry a batch"
-            raise RuntimeError(msg)
+            raise InternalError(msg)
         self._connections = pair
         self._last_failure = None
         return writer.replay(*pair)

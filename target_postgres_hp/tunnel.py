@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from target_postgres_hp.config import TunnelSettings
 from target_postgres_hp.errors import (
+    KeyMaterialError,
     TunnelAuthError,
     TunnelError,
     TunnelHostKeyMismatch,
@@ -30,7 +31,7 @@ from target_postgres_hp.errors import (
     TunnelUnreachable,
     setting_problem,
 )
-from target_postgres_hp.keyfiles import KeyFiles, KeyMaterialError
+from target_postgres_hp.keyfiles import KeyFiles
 
 logger = logging.getLogger("target-postgres-hp.tunnel")
 # paramiko logs refusals at ERROR on its own; each one is reported here as one sentence instead.

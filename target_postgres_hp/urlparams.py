@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
-from target_postgres_hp.errors import setting_problem
+from target_postgres_hp.errors import UrlParamsError, setting_problem
 
 SETTING = "jdbc_url_params"
 
@@ -123,10 +123,6 @@ class UrlParams:
     libpq: dict[str, str] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
     overwritten: tuple[str, ...] = ()
-
-
-class UrlParamsError(ValueError):
-    """The parameter string is malformed or names an unknown key."""
 
 
 def _connect_timeout(value: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from target_postgres_hp import urlparams
 from target_postgres_hp.config import Settings
-from target_postgres_hp.errors import ConfigError
+from target_postgres_hp.errors import ConfigError, TargetError, UrlParamsError
 
 
 def test_default_connect_timeout_is_60() -> None:
@@ -112,9 +112,11 @@ def test_reserved_keys_warn_without_values(caplog: pytest.LogCaptureFixture) -> 
     ],
 )
 def test_bad_parameters_are_errors(text: str, message: str) -> None:
-    with pytest.raises(urlparams.UrlParamsError) as caught:
+    with pytest.raises(UrlParamsError) as caught:
         urlparams.parse(text)
     assert str(caught.value).startswith(message)
+    # A refusal the CLI prints as one sentence, like every other (errors.py).
+    assert isinstance(caught.value, TargetError)
 
 
 def test_malformed_pair_with_password_is_not_echoed() -> None:
