@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from psycopg import sql
 
+from target_postgres_hp import winner
+
 #: The columns a COPY into a raw table fills; `_airbyte_loaded_at` is NULL until typed.
 RAW_COPY_COLUMNS = (
     "_airbyte_raw_id",
@@ -237,39 +239,6 @@ INDEX_KINDS = ["i"]
 TABLE_KINDS = ["r", "p"]
 
 
-def _winner_order(keys: Sequence[str], cursor: str | None) -> sql.Composed:
-    """Key columns, then the best row first: newest Singer table version, greatest cursor
-    (NULL last), latest `_airbyte_extracted_at`, latest arrival (raw ids are time-ordered)."""
-    order: list[sql.Composable] = [sql.Identifier(key) for key in keys]
-    order.append(sql.SQL("_airbyte_generation_id DESC NULLS LAST"))
-    if cursor is not None:
-        order.append(sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(cursor)))
-    order += [sql.SQL("_airbyte_extracted_at DESC"), sql.SQL("_airbyte_raw_id DESC")]
-    return sql.SQL(", ").join(order)
-
-
-def beats(new: sql.Composable, old: sql.Composable, cursor: str | None) -> sql.Composed:
-    """True when row `new` wins over row `old` of the same key (SPEC §6.3): a greater cursor (a
-    NULL cursor loses), then a later `_airbyte_extracted_at`, then the later arrival, which
-    `new` always is. Between two rows that both carry a Singer table version, a newer version
-    wins first (a reload's rows replace the previous load's, which its ACTIVATE_VERSION then
-    removes); a row without one (version 0) is ranked by the cursor alone. Never NULL."""
-    new_version = "coalesce({new}._airbyte_generation_id, 0)"
-    old_version = "coalesce({old}._airbyte_generation_id, 0)"
-    same_version = f"({new_version} = {old_version} OR {new_version} = 0 OR {old_version} = 0)"
-    newer_version = f"({new_version} > {old_version} AND {old_version} <> 0)"
-    newer_extraction = "{new}._airbyte_extracted_at >= {old}._airbyte_extracted_at"
-    if cursor is None:
-        wins = newer_extraction
-    else:
-        wins = (
-            "(({new}.{c} IS NOT NULL AND ({old}.{c} IS NULL OR {new}.{c} > {old}.{c}))"
-            " OR ({new}.{c} IS NOT DISTINCT FROM {old}.{c} AND " + newer_extraction + "))"
-        )
-    template = f"({newer_version} OR ({same_version} AND {wins}))"
-    return sql.SQL(template).format(new=new, old=old, c=sql.Identifier(cursor or "_"))
-
-
 def delete_key_losers(
     schema: str, table: str, keys: Sequence[str], cursor: str | None
 ) -> sql.Composed:
@@ -282,7 +251,7 @@ def delete_key_losers(
     ).format(
         table=sql.Identifier(schema, table),
         keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
-        order=_winner_order([], cursor),
+        order=winner.order_by([], cursor),
     )
 
 
@@ -304,7 +273,7 @@ def create_winners_table(
         winners=sql.Identifier(winners),
         keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
         staging=sql.Identifier(staging),
-        order=_winner_order(keys, cursor),
+        order=winner.order_by(keys, cursor),
     )
 
 
@@ -316,7 +285,7 @@ def discard_beaten_by_tombstones(
     cursor and extraction time, does). Two statements: keys without NULLs go through the
     tombstones' unique index; keys with NULL components compare with IS NOT DISTINCT FROM."""
     batch, dead = sql.Identifier("batch"), sql.Identifier("dead")
-    loses = sql.SQL("NOT {}").format(beats(batch, dead, cursor))
+    loses = sql.SQL("NOT {}").format(winner.beats(batch, dead, cursor))
     equal = sql.SQL(" AND ").join(
         sql.SQL("dead.{k} = batch.{k}").format(k=sql.Identifier(key)) for key in keys
     )
@@ -389,7 +358,7 @@ def upsert_rows(
                 *(sql.SQL("{} = NULL").format(sql.Identifier(column)) for column in vacated),
             ]
         ),
-        wins=beats(sql.SQL("EXCLUDED"), sql.Identifier(table), cursor),
+        wins=winner.beats(sql.SQL("EXCLUDED"), sql.Identifier(table), cursor),
     )
     if not deleted:
         return statement
@@ -407,7 +376,7 @@ def distinct_winners(staging: str, keys: Sequence[str], cursor: str | None) -> s
     ).format(
         keys=sql.SQL(", ").join(sql.Identifier(key) for key in keys),
         staging=sql.Identifier(staging),
-        order=_winner_order(keys, cursor),
+        order=winner.order_by(keys, cursor),
     )
 
 
