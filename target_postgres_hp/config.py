@@ -71,11 +71,6 @@ DEFAULT_BATCH_SIZE_ROWS = 10_000
 DEFAULT_LOCK_WAIT_SECONDS = 300
 
 
-def _or_default(value: Any, default: int) -> int:
-    """An integer setting's value (already validated), or its default when unset or null."""
-    return default if value is None else int(value)
-
-
 DEFAULT_EMBEDDED_DIR = ".target-postgres-hp/pgdata"
 
 _SSL_MODE_SCHEMA = th.ObjectType(
@@ -406,6 +401,12 @@ _FOREIGN_SETTINGS = frozenset(
     }
 )
 
+#: The default of every setting that has one, as `--about` shows it: the one place defaults are
+#: written (`_Builder.value` applies them).
+_DEFAULTS: dict[str, Any] = {
+    name: spec["default"] for name, spec in CONFIG_SCHEMA["properties"].items() if "default" in spec
+}
+
 #: Every top-level setting name the target accepts.
 _TOP_LEVEL_NAMES = frozenset(CONFIG_SCHEMA["properties"]) | _SDK_SETTINGS
 #: The names accepted inside each object setting.
@@ -590,6 +591,14 @@ class _Builder:
     def problem(self, setting: str, problem: str, fix: str) -> None:
         self.problems.append(setting_problem(setting, problem, fix))
 
+    def value(self, name: str, *, empty_is_unset: bool = False) -> Any:
+        """A top-level setting's value, or its default when unset or null (or empty, for
+        settings where the destination treats an empty value as unset)."""
+        value = self.config.get(name)
+        if value is None or (empty_is_unset and value == ""):
+            return _DEFAULTS.get(name)
+        return value
+
     def build(self) -> Settings:
         validator = jsonschema.Draft7Validator(CONFIG_SCHEMA)
         for error in sorted(validator.iter_errors(self.config), key=lambda e: e.json_path):
@@ -609,7 +618,7 @@ class _Builder:
             for stream, value in (self.config.get("stream_load_methods") or {}).items()
             if (method := self._load_method(value, f"stream_load_methods.{stream}"))
         }
-        raw_schema = self.config.get("raw_data_schema") or "airbyte_internal"
+        raw_schema: str = self.value("raw_data_schema", empty_is_unset=True)
         if not raw_schema.strip():
             self.problem("raw_data_schema", "is empty", "name a schema or leave it unset")
         host = connection["host"]
@@ -636,21 +645,19 @@ class _Builder:
             url_params=params,
             ssl=ssl,
             tunnel=tunnel,
-            drop_cascade=bool(self.config.get("drop_cascade", False)),
+            drop_cascade=bool(self.value("drop_cascade")),
             load_method=load_method,
             stream_load_methods=stream_methods,
-            disable_type_dedupe=bool(self.config.get("disable_type_dedupe", False)),
-            cdc_deletion_mode=self.config.get("cdc_deletion_mode") or "hard_delete",
+            disable_type_dedupe=bool(self.value("disable_type_dedupe")),
+            cdc_deletion_mode=self.value("cdc_deletion_mode"),
             namespace_definition=definition,
             namespace_format=namespace_format,
             stream_prefix=self.config.get("stream_prefix") or "",
-            ignore_stream_namespace=bool(self.config.get("ignore_stream_namespace", False)),
-            batch_size_rows=int(self.config.get("batch_size_rows") or DEFAULT_BATCH_SIZE_ROWS),
-            lock_wait_seconds=_or_default(
-                self.config.get("lock_wait_seconds"), DEFAULT_LOCK_WAIT_SECONDS
-            ),
+            ignore_stream_namespace=bool(self.value("ignore_stream_namespace")),
+            batch_size_rows=int(self.value("batch_size_rows")),
+            lock_wait_seconds=int(self.value("lock_wait_seconds")),
             embedded_data_directory=Path(
-                self.config.get("embedded_data_directory") or DEFAULT_EMBEDDED_DIR
+                self.value("embedded_data_directory", empty_is_unset=True)
             ).expanduser(),
         )
 
@@ -704,7 +711,7 @@ class _Builder:
         if url:
             fields.update(self._from_sqlalchemy_url(url, fields))
         if fields["port"] is None:
-            fields["port"] = 5432
+            fields["port"] = _DEFAULTS["port"]
         if fields["host"] is not None and not str(fields["host"]).strip():
             self.problem(
                 "host", "is empty", "give a host name, or remove it for the embedded server"
@@ -792,14 +799,14 @@ class _Builder:
                 )
             mode = "disable"
         if mode is None:
-            mode = "require"
+            mode = _DEFAULTS["ssl_mode"]["mode"]
         if mode not in SSL_MODES:
             self.problem(
                 "ssl_mode.mode",
                 f"has an unknown value {mode!r}",
                 f"use one of {', '.join(SSL_MODES)}",
             )
-            mode = "require"
+            mode = _DEFAULTS["ssl_mode"]["mode"]
         if mode in {"verify-ca", "verify-full"} and not block.get("ca_certificate"):
             self.problem(
                 "ssl_mode.ca_certificate",
@@ -875,21 +882,22 @@ class _Builder:
         )
 
     def _schemas(self) -> tuple[str, ...]:
+        default = (_DEFAULTS["schema"],)
         text = self._aliased("schema", "default_target_schema")
         if text is None:
-            return ("public",)
+            return default
         schemas = tuple(part.strip() for part in text.split(",") if part.strip())
         if not schemas:
             self.problem(
                 "schema", "names no schema", "give one schema name, or several separated by commas"
             )
-            return ("public",)
+            return default
         return schemas
 
     def _namespaces(self) -> tuple[NamespaceDefinition, str]:
         """`namespace_definition` and `namespace_format`; MeltanoLabs' `default_target_schema`
         means `destination` unless the definition is set (SPEC §6.4)."""
-        definition: NamespaceDefinition = self.config.get("namespace_definition") or "source"
+        definition: NamespaceDefinition = self.value("namespace_definition")
         implied = self.config.get("default_target_schema")
         if self.config.get("namespace_definition") is None and implied is not None:
             definition = "destination"
@@ -901,7 +909,7 @@ class _Builder:
             )
         text: str | None = self.config.get("namespace_format")
         if text is None or (definition != "custom" and not text.strip()):
-            return definition, SOURCE_NAMESPACE
+            return definition, _DEFAULTS["namespace_format"]
         if definition != "custom":
             if text != SOURCE_NAMESPACE:
                 self.problem(
@@ -909,7 +917,7 @@ class _Builder:
                     f"is set but namespace_definition is {definition}",
                     "set namespace_definition to custom to use it, or remove it",
                 )
-            return definition, SOURCE_NAMESPACE
+            return definition, _DEFAULTS["namespace_format"]
         others = sorted(set(_PLACEHOLDER.findall(text)) - {SOURCE_NAMESPACE})
         if not text.strip():
             self.problem(
