@@ -131,10 +131,6 @@ class PostgresConnector(SQLConnector):
         self._idle_pairs: list[tuple[PgConnection, PgConnection]] = []
         self._pairs_out = 0
         self.server_version = 0
-        #: Per stream: the `bookmark_properties` of its latest SCHEMA message.
-        self.bookmarks: dict[str, list[str]] = {}
-        #: Per stream: what the run knows of it across sinks (`sinks.StreamRun`).
-        self.stream_runs: dict[str, Any] = {}
         #: The session holding this run's stream locks, and the names locked.
         self._lock_session: PgConnection | None = None
         self._locked: set[str] = set()

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 import psycopg
@@ -44,6 +44,9 @@ from target_postgres_hp.naming import (
 )
 from target_postgres_hp.rawdata import RawRowBuilder, clean_record, data_json, first_id_at
 from target_postgres_hp.records import RecordFields
+
+if TYPE_CHECKING:
+    from singer_sdk import Target
 
 T = TypeVar("T")
 
@@ -87,6 +90,24 @@ class StreamRun:
     reported: float = 0.0
 
 
+@dataclass
+class RunRegistry:
+    """What the run knows of its streams, kept by the target across the sinks of a stream."""
+
+    #: Per stream: its `StreamRun`.
+    streams: dict[str, StreamRun] = field(default_factory=dict)
+    #: Per stream: the `bookmark_properties` of its latest SCHEMA message.
+    bookmarks: dict[str, list[str]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class KeepsRuns(Protocol):
+    """A target that keeps a `RunRegistry` (this package's)."""
+
+    @property
+    def runs(self) -> RunRegistry: ...
+
+
 #: Seconds between two progress lines of a stream.
 PROGRESS_EVERY = 15.0
 #: Seconds to wait before each new attempt at a batch whose connection was lost.
@@ -99,14 +120,25 @@ class PostgresSink(SQLSink[PostgresConnector]):
 
     connector_class = PostgresConnector
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        target: Target,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: Sequence[str] | None,
+        connector: PostgresConnector | None = None,
+    ) -> None:
+        super().__init__(target, stream_name, schema, key_properties, connector=connector)
+        if not isinstance(target, KeepsRuns):
+            msg = "PostgresSink runs under target-postgres-hp's target, which keeps the run"
+            raise InternalError(msg)
+        self.runs = target.runs
         settings = self.connector.settings
         self.MAX_SIZE_DEFAULT = settings.batch_size_rows
         #: Records per batch (the SDK's `max_size`, looked up once).
         self.batch_rows = self.max_size
         self._rows = RawRowBuilder(sync_id=self.sync_started_at)
-        self.run = self.connector.stream_runs.setdefault(self.stream_name, StreamRun())
+        self.run = self.runs.streams.setdefault(self.stream_name, StreamRun())
         self._last_version: int | None = None
         #: Where the stream's tables go (SPEC §6.4).
         self.placement = settings.place(self.stream_name)
@@ -353,7 +385,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
 
     def _cursor_column(self, positions: dict[str, int], names: list[str]) -> str | None:
         """The column of the stream's cursor: the first of its `bookmark_properties`."""
-        bookmarks = self.connector.bookmarks.get(self.stream_name) or []
+        bookmarks = self.runs.bookmarks.get(self.stream_name) or []
         if not bookmarks:
             return None
         cursor = bookmarks[0]

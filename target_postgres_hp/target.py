@@ -38,7 +38,7 @@ from target_postgres_hp.errors import (
 )
 from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.records import Envelope
-from target_postgres_hp.sinks import PostgresSink
+from target_postgres_hp.sinks import PostgresSink, RunRegistry
 
 
 class TargetPostgresHP(SQLTarget):
@@ -62,6 +62,7 @@ class TargetPostgresHP(SQLTarget):
 
     settings: Settings
     _target_connector: PostgresConnector | None = None
+    _runs: RunRegistry | None = None
     _record_seq = 0
     _state_seq = 0
     _emitted_state: str | None = None
@@ -98,6 +99,13 @@ class TargetPostgresHP(SQLTarget):
                 raise
             self._target_connector = connector
         return self._target_connector
+
+    @property
+    def runs(self) -> RunRegistry:
+        """What the run knows of its streams across their sinks."""
+        if self._runs is None:
+            self._runs = RunRegistry()
+        return self._runs
 
     @property
     def max_parallelism(self) -> int:
@@ -147,9 +155,7 @@ class TargetPostgresHP(SQLTarget):
                     f" {json.dumps(listed, ensure_ascii=False)}; it must be a list of property"
                     " names (strings)"
                 )
-        self.target_connector.bookmarks[stream_name] = list(
-            message_dict.get("bookmark_properties") or []
-        )
+        self.runs.bookmarks[stream_name] = list(message_dict.get("bookmark_properties") or [])
         known = self.mapper.stream_maps.get(stream_name)
         changed = known is None or (
             known[0].raw_schema != schema
