@@ -32,8 +32,11 @@ full-refresh load has at least one record, and table versions are sent only to f
 (each run its own version). Records without a version that follow a versioned load may carry
 generation 0 or that version. The deletion mode is drawn once per sequence: what a change from
 `hard_delete` to `soft_delete` does to remembered deletes is a SPEC question still open.
+Runs draw `namespace_definition` (source or destination: `sales-orders` then goes to the first
+`schema` as `orders`) and `stream_prefix`, so a sequence moves streams between tables as users
+changing those settings would.
 Not covered: type widening (§7), key changes, `table_layout` other than `raw_and_final`,
-`namespace_definition`, SIGTERM, bad input; the raw tables of full-refresh streams are only
+`namespace_definition: custom`, SIGTERM, bad input; the raw tables of full-refresh streams are only
 checked to hold the final rows' raw rows (SPEC does not say what else they keep).
 
 Bounds: HP_MODEL_EXAMPLES sequences (default 10) of at most HP_MODEL_STEPS steps (default 6),
@@ -256,6 +259,8 @@ class RunPlan:
     optional: frozenset[str]
     state_every: int
     records: tuple[RecordPlan, ...]
+    namespace_definition: str = "source"
+    stream_prefix: str = ""
 
 
 def record_plans(stream: Stream) -> st.SearchStrategy[RecordPlan]:
@@ -302,6 +307,8 @@ def run_plans(draw: st.DrawFn) -> RunPlan:
                 st.lists(st.one_of(*map(record_plans, STREAMS)), max_size=MAX_RECORDS),
             )
         ),
+        namespace_definition=draw(st.sampled_from(["source", "source", "destination"])),
+        stream_prefix=draw(st.sampled_from(["", "", "p_"])),
     )
 
 
@@ -366,7 +373,12 @@ class Input:
         return dict(self.plan.methods)[stream.name]
 
     def final_schema(self, stream: Stream) -> str:
+        if self.plan.namespace_definition == "destination":
+            return self.schema
         return stream.namespace or self.schema
+
+    def final_table(self, stream: Stream) -> str:
+        return self.plan.stream_prefix + stream.table
 
     def text(self, lines: list[dict[str, Any]]) -> str:
         return messages(*lines)
@@ -480,6 +492,8 @@ class TableModel:
 
     stream: Stream
     schema: str
+    #: The final table's name (the stream's table part behind `stream_prefix`).
+    table: str
     columns: list[Property] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     #: Hard deletes that won, by key: they still beat older records (§6.3).
@@ -491,11 +505,11 @@ class TableModel:
 
     @property
     def name(self) -> str:
-        return self.stream.table
+        return self.table
 
     @property
     def raw_name(self) -> str:
-        return f"{self.schema}_raw__stream_{self.stream.table}"
+        return f"{self.schema}_raw__stream_{self.table}"
 
     def generations(self, version: int | None) -> frozenset[int]:
         if version is not None:
@@ -557,8 +571,8 @@ class Model:
     arrivals: itertools.count[int] = field(default_factory=itertools.count)
 
     def table(self, inp: Input, stream: Stream) -> TableModel:
-        schema = inp.final_schema(stream)
-        return self.tables.setdefault((schema, stream.table), TableModel(stream, schema))
+        schema, table = inp.final_schema(stream), inp.final_table(stream)
+        return self.tables.setdefault((schema, table), TableModel(stream, schema, table))
 
     def apply(self, inp: Input, twice: set[tuple[str, Any]] | None = None) -> None:
         """Book a completed run (or a killed one and its re-run: `twice` holds the
@@ -770,6 +784,10 @@ class LoaderMachine(RuleBasedStateMachine):
             settings["stream_load_methods"] = dict(plan.stream_load_methods)
         if plan.cdc_deletion_mode is not None:
             settings["cdc_deletion_mode"] = plan.cdc_deletion_mode
+        if plan.namespace_definition != "source":
+            settings["namespace_definition"] = plan.namespace_definition
+        if plan.stream_prefix:
+            settings["stream_prefix"] = plan.stream_prefix
         return self.db.config(**settings)
 
     def workdir(self, inp: Input, suffix: str, lines: list[dict[str, Any]]) -> Path:
@@ -832,7 +850,7 @@ class LoaderMachine(RuleBasedStateMachine):
     def check_after_kill(self, inp: Input, sent: int) -> None:
         """Tables the killed run did not load, and full refreshes it cannot have completed
         (no closing ACTIVATE_VERSION handled), are as before (§6.1, §9)."""
-        loaded = {(inp.final_schema(stream), stream.table): stream for stream in STREAMS}
+        loaded = {(inp.final_schema(stream), inp.final_table(stream)): stream for stream in STREAMS}
         for key, table in self.model.tables.items():
             stream = loaded.get(key)
             if stream is None:
