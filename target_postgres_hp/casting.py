@@ -145,25 +145,50 @@ def column_type(schema: Any) -> ColumnType:
     return best
 
 
-_BY_CATALOG = {
-    "character varying": STRING,
-    "text": STRING,
-    "character": STRING,
-    "numeric": NUMBER,
-    "double precision": NUMBER,
-    "real": NUMBER,
-    "bigint": INTEGER,
-    "integer": INTEGER,
-    "smallint": INTEGER,
-    "boolean": BOOLEAN,
-    "jsonb": JSONB,
-    "json": JSONB,
-    "timestamp with time zone": TIMESTAMPTZ,
-    "timestamp without time zone": TIMESTAMP,
-    "time with time zone": TIMETZ,
-    "time without time zone": TIME,
-    "date": DATE,
+@dataclass(frozen=True)
+class CatalogType:
+    """A column type as PostgreSQL's catalog spells it (`format_type()` without modifiers), in
+    an existing table: the column type its values are cast to, and the value that stands for
+    NULL in a key index on servers before PostgreSQL 15, which have no NULLS NOT DISTINCT (the
+    index holds `COALESCE(k, stand-in)` and `k IS NULL`, so two NULL components compare equal
+    and a NULL never equals the stand-in itself)."""
+
+    column_type: ColumnType
+    null_stand_in: str | None
+
+
+#: Every catalog type the target reads from existing tables: the one table of what it knows
+#: of PostgreSQL's types there.
+CATALOG_TYPES: dict[str, CatalogType] = {
+    "character varying": CatalogType(STRING, "''"),
+    "text": CatalogType(STRING, "''"),
+    # Key indexes made before these types had a stand-in keep their plain column term.
+    "character": CatalogType(STRING, None),
+    "numeric": CatalogType(NUMBER, "0"),
+    "double precision": CatalogType(NUMBER, "0"),
+    "real": CatalogType(NUMBER, "0"),
+    "bigint": CatalogType(INTEGER, "0"),
+    "integer": CatalogType(INTEGER, "0"),
+    "smallint": CatalogType(INTEGER, "0"),
+    "boolean": CatalogType(BOOLEAN, "false"),
+    "jsonb": CatalogType(JSONB, "'null'::jsonb"),
+    "json": CatalogType(JSONB, None),
+    "timestamp with time zone": CatalogType(TIMESTAMPTZ, "'-infinity'::timestamptz"),
+    "timestamp without time zone": CatalogType(TIMESTAMP, "'-infinity'::timestamp"),
+    "time with time zone": CatalogType(TIMETZ, "'00:00+00'::timetz"),
+    "time without time zone": CatalogType(TIME, "'00:00'::time"),
+    "date": CatalogType(DATE, "'-infinity'::date"),
 }
+
+
+def _catalog(catalog_type: str) -> CatalogType | None:
+    return CATALOG_TYPES.get(catalog_base(catalog_type))
+
+
+def null_stand_in(catalog_type: str) -> str | None:
+    """The SQL of the value standing for NULL in a pre-15 key index on a column of this type."""
+    known = _catalog(catalog_type)
+    return known.null_stand_in if known else None
 
 
 def effective_type(wanted: ColumnType, catalog_type: str | None) -> ColumnType:
@@ -171,10 +196,10 @@ def effective_type(wanted: ColumnType, catalog_type: str | None) -> ColumnType:
     property's own type when both agree (so an `object` column stays strict)."""
     if catalog_type is None:
         return wanted
-    base = catalog_base(catalog_type)
-    if base == wanted.catalog:
+    if catalog_base(catalog_type) == wanted.catalog:
         return wanted
-    return _BY_CATALOG.get(base, STRING)
+    known = _catalog(catalog_type)
+    return known.column_type if known else STRING
 
 
 def catalog_base(catalog_type: str) -> str:
@@ -184,7 +209,8 @@ def catalog_base(catalog_type: str) -> str:
 
 def catalog_column_type(catalog_type: str) -> ColumnType | None:
     """The column type a `format_type()` spelling stands for, if this target knows it."""
-    return _BY_CATALOG.get(catalog_base(catalog_type))
+    known = _catalog(catalog_type)
+    return known.column_type if known else None
 
 
 #: How an existing column's values are converted when its type widens (SPEC §7), by
@@ -208,7 +234,7 @@ def widening(catalog_type: str, wanted: ColumnType) -> tuple[ColumnType, str] | 
     any scalar → string (the value's JSON text: `5`, `true`, `2024-01-01T10:00:00+00:00`),
     anything → JSONB (`to_jsonb`).
     """
-    existing = _BY_CATALOG.get(catalog_base(catalog_type))
+    existing = catalog_column_type(catalog_type)
     if existing is None or existing.catalog == wanted.catalog:
         return None
     if wanted.catalog == "jsonb":

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from psycopg import sql
 
 from target_postgres_hp import winner
+from target_postgres_hp.casting import null_stand_in
 
 #: The columns a COPY into a raw table fills; `_airbyte_loaded_at` is NULL until typed.
 RAW_COPY_COLUMNS = (
@@ -164,28 +165,6 @@ def copy_into(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
     )
 
 
-#: Per column type, a value standing for NULL in a key index on servers before PostgreSQL 15,
-#: which have no NULLS NOT DISTINCT: the index holds `COALESCE(k, stand-in)` and `k IS NULL`,
-#: so two NULL components compare equal and a NULL never equals the stand-in itself.
-_NULL_STAND_INS = {
-    "bigint": "0",
-    "integer": "0",
-    "smallint": "0",
-    "numeric": "0",
-    "double precision": "0",
-    "real": "0",
-    "character varying": "''",
-    "text": "''",
-    "boolean": "false",
-    "date": "'-infinity'::date",
-    "timestamp with time zone": "'-infinity'::timestamptz",
-    "timestamp without time zone": "'-infinity'::timestamp",
-    "time without time zone": "'00:00'::time",
-    "time with time zone": "'00:00+00'::timetz",
-    "jsonb": "'null'::jsonb",
-}
-
-
 def key_terms(keys: Sequence[str], types: Sequence[str] | None = None) -> sql.Composed:
     """The terms of a key index, which are also the ON CONFLICT target: the key columns (for
     an index with NULLS NOT DISTINCT, PostgreSQL 15+), or, given the columns' types (older
@@ -193,7 +172,7 @@ def key_terms(keys: Sequence[str], types: Sequence[str] | None = None) -> sql.Co
     terms: list[sql.Composable] = []
     for position, key in enumerate(keys):
         column = sql.Identifier(key)
-        stand_in = None if types is None else _NULL_STAND_INS.get(types[position].split("(")[0])
+        stand_in = None if types is None else null_stand_in(types[position])
         if stand_in is None:
             terms.append(column)
         else:
