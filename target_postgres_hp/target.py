@@ -446,8 +446,3 @@ def _database_refusal(error: psycopg.Error) -> str:
         f"The database refused the load{where}: {reason}{state}. Every record before the last"
         " STATE this run emitted is committed: fix the cause and run again from that state"
     )
-
-
-def main() -> None:
-    """Console entry point."""
-    TargetPostgresHP.cli()
