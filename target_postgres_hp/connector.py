@@ -15,13 +15,14 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from singer_sdk.sql import SQLConnector
+from sqlalchemy.pool import PoolProxiedConnection
 
 from target_postgres_hp import sql
 from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database, check_schema, translate_privilege_error
 from target_postgres_hp.dependents import dependents_set_aside
-from target_postgres_hp.errors import DependentObjects, StreamLocked
+from target_postgres_hp.errors import DependentObjects, InternalError, StreamLocked
 from target_postgres_hp.loading import PgConnection
 from target_postgres_hp.lockwatch import LockWatch
 from target_postgres_hp.naming import (
@@ -73,6 +74,15 @@ def _privileges_explained(action: str) -> Iterator[None]:
         yield
     except psycopg.errors.InsufficientPrivilege as error:
         raise translate_privilege_error(error, action) from None
+
+
+def _driver(handle: PoolProxiedConnection) -> PgConnection:
+    """The psycopg connection under a pooled handle."""
+    driver = handle.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        msg = "the engine must use the psycopg driver"
+        raise InternalError(msg)
+    return driver
 
 
 def _raw_owner_key(final_schema: str, final_name: str, stream: str) -> str:
@@ -128,7 +138,8 @@ class PostgresConnector(SQLConnector):
         self._prepared_schemas: set[str] = set()
         self._checked_schemas: set[str] = set()
         self._lock = threading.Lock()
-        self._idle_pairs: list[tuple[PgConnection, PgConnection]] = []
+        #: The pool's handles of the connections that sinks hold for streaming, by connection.
+        self._checked_out: dict[int, PoolProxiedConnection] = {}
         self._pairs_out = 0
         self.server_version = 0
         #: The session holding this run's stream locks, and the names locked.
@@ -144,12 +155,14 @@ class PostgresConnector(SQLConnector):
         return conn
 
     def create_engine(self) -> sa.Engine:
-        """An engine whose every connection is opened by `Database.connect`."""
+        """The run's one pool of connections, each opened by `Database.connect`: DDL and
+        catalog reads take one for a statement or two, each streaming batch a pair (raw and
+        final), kept open between batches."""
         return sa.create_engine(
             "postgresql+psycopg://",
             creator=self._open_connection,
             pool_pre_ping=True,
-            pool_size=2,
+            pool_size=2 * self.MAX_STREAMING_BATCHES + 2,
             max_overflow=2,
         )
 
@@ -158,10 +171,7 @@ class PostgresConnector(SQLConnector):
         """A pooled psycopg connection; the transaction is committed when the block ends
         without error and rolled back otherwise."""
         with self._engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            if not isinstance(driver, psycopg.Connection):
-                msg = "the engine must use the psycopg driver"
-                raise TypeError(msg)
+            driver = _driver(conn.connection)
             try:
                 yield driver
             except BaseException:
@@ -729,35 +739,44 @@ class PostgresConnector(SQLConnector):
             ]
 
     def acquire_stream_connections(self) -> tuple[PgConnection, PgConnection] | None:
-        """Two connections for one sink's streaming batch (raw and final), or None when
+        """Two pooled connections for one sink's streaming batch (raw and final), or None when
         `MAX_STREAMING_BATCHES` batches already hold theirs."""
         with self._lock:
-            if self._idle_pairs:
-                return self._idle_pairs.pop()
             if self._pairs_out >= self.MAX_STREAMING_BATCHES:
                 return None
             self._pairs_out += 1
+        handles: list[PoolProxiedConnection] = []
         try:
-            return self._open_connection(), self._open_connection()
+            for _ in range(2):
+                handles.append(self._engine.raw_connection())
         except BaseException:
+            for handle in handles:
+                handle.close()
             with self._lock:
                 self._pairs_out -= 1
             raise
+        pair = tuple(_driver(handle) for handle in handles)
+        with self._lock:
+            for conn, handle in zip(pair, handles, strict=True):
+                self._checked_out[id(conn)] = handle
+        return pair[0], pair[1]
 
     def release_stream_connections(self, pair: tuple[PgConnection, PgConnection]) -> None:
-        """Hand back a sink's connections once its batch is committed or rolled back."""
+        """Hand back a sink's connections once its batch is committed or rolled back; a
+        connection lost or left inside a transaction is closed instead of kept."""
         with self._lock:
-            if any(conn.closed or conn.info.transaction_status for conn in pair):
-                self._pairs_out -= 1
-                for conn in pair:
-                    conn.close()
+            self._pairs_out -= 1
+            handles = [self._checked_out.pop(id(conn)) for conn in pair]
+        for conn, handle in zip(pair, handles, strict=True):
+            if conn.closed or conn.broken or conn.info.transaction_status:
+                handle.invalidate()
             else:
-                self._idle_pairs.append(pair)
+                handle.close()
 
     @property
     def streaming_slots_left(self) -> int:
         """How many more sinks can start a streaming batch without waiting."""
-        return len(self._idle_pairs) + self.MAX_STREAMING_BATCHES - self._pairs_out
+        return self.MAX_STREAMING_BATCHES - self._pairs_out
 
     def lock_stream(self, stream: str, name: str) -> None:
         """Hold, until the run ends, the lock that keeps two runs from loading the same
@@ -837,10 +856,11 @@ class PostgresConnector(SQLConnector):
         if self._lock_session is not None:
             self._lock_session.close()
             self._lock_session = None
-        for pair in self._idle_pairs:
-            for conn in pair:
-                conn.close()
-        self._idle_pairs.clear()
+        with self._lock:
+            held = list(self._checked_out.values())
+            self._checked_out.clear()
+        for handle in held:  # batches a failure left open: closed, never committed
+            handle.invalidate()
         if self._cached_engine is not None:
             self._cached_engine.dispose()
             self._cached_engine = None
