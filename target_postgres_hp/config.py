@@ -538,6 +538,35 @@ def read_config_file(path: str) -> dict[str, Any]:
     return settings
 
 
+#: The prefix of the environment variables `--config ENV` reads (singer-sdk's rule).
+ENV_PREFIX = "TARGET_POSTGRES_HP_"
+
+
+def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
+    """With `--config ENV`: one sentence per `TARGET_POSTGRES_HP_*` variable that names no
+    setting (the SDK would ignore it, and a misspelled host would load into the embedded
+    server). Names with a second underscore after the prefix (Meltano's `..._<extra>`) are
+    not settings and are left alone."""
+    known = {
+        re.sub(r"\W", "_", name.upper()): name for name in _TOP_LEVEL_NAMES | _FOREIGN_SETTINGS
+    }
+    problems = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        suffix = variable.removeprefix(ENV_PREFIX)
+        if not suffix or suffix.startswith("_") or suffix in known:
+            continue
+        close = difflib.get_close_matches(suffix, sorted(known), n=1, cutoff=0.6)
+        fix = (
+            f"rename it to {ENV_PREFIX}{close[0]} (setting {known[close[0]]}) or unset it"
+            if close
+            else "unset it (target-postgres-hp --about lists every setting)"
+        )
+        problems.append(f"Environment variable {variable} names no setting of this target: {fix}.")
+    return problems
+
+
 def is_local_host(host: str | None) -> bool:
     """True when traffic to `host` cannot leave the machine: no host (embedded), a Unix
     socket directory, `localhost` or a loopback address (every host of a list)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import os
 import sys
 from functools import partial
 from typing import Any, ClassVar
@@ -26,7 +27,12 @@ from singer_sdk.sql import SQLTarget
 
 from target_postgres_hp.batch import Manifest
 from target_postgres_hp.casting import SHORT_LINE
-from target_postgres_hp.config import CONFIG_SCHEMA, Settings, read_config_file
+from target_postgres_hp.config import (
+    CONFIG_SCHEMA,
+    Settings,
+    read_config_file,
+    unknown_environment_settings,
+)
 from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.errors import (
     BadInput,
@@ -389,6 +395,12 @@ class TargetPostgresHP(SQLTarget):
                 config |= read_config_file(path)
             except ConfigError as error:
                 cls.logger.error("%s", error)
+                ctx.exit(1)
+        if "ENV" in value:
+            problems = unknown_environment_settings(os.environ)
+            for problem in problems:
+                cls.logger.error("%s", problem)
+            if problems:
                 ctx.exit(1)
         return _ConfigInput(config=config, parse_env="ENV" in value)
 

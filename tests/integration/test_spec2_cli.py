@@ -132,6 +132,34 @@ def test_config_from_environment(pg_db: PgDatabase, tmp_path: Path) -> None:
     assert [row["id"] for row in raw_data(pg_db.admin(), "env_data_raw__stream_users")] == [1, 2]
 
 
+def test_misspelled_environment_setting_is_refused(tmp_path: Path) -> None:
+    """With --config ENV, TARGET_POSTGRES_HP_HOSTNAME names no setting: refused before any
+    input is read, naming the right variable, and no embedded server is started."""
+    env = {
+        "TARGET_POSTGRES_HP_HOSTNAME": "db.example.com",
+        "TARGET_POSTGRES_HP_EMBEDDED_DATA_DIRECTORY": str(tmp_path / "pgdata"),
+        "PATH": "/usr/bin:/bin",
+        "TMPDIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [str(EXECUTABLE), "--config", "ENV"],
+        input="not Singer\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 1
+    errors = [line.split("| ")[-1] for line in done.stderr.splitlines() if "ERROR" in line]
+    assert errors == [
+        "Environment variable TARGET_POSTGRES_HP_HOSTNAME names no setting of this target:"
+        " rename it to TARGET_POSTGRES_HP_HOST (setting host) or unset it."
+    ]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "pgdata").exists()
+
+
 def test_secrets_never_reach_output_or_disk(pg_db: PgDatabase, tmp_path: Path) -> None:
     run = run_target(
         pg_db.config(

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 from spec_settings import ALIASES, SPEC_SETTINGS
 
-from target_postgres_hp.config import CONFIG_SCHEMA, Settings, is_local_host
+from target_postgres_hp.config import (
+    CONFIG_SCHEMA,
+    Settings,
+    is_local_host,
+    unknown_environment_settings,
+)
 from target_postgres_hp.errors import ConfigError
 
 BASE: dict[str, Any] = {"host": "db.example.com", "username": "loader", "password": "pw"}
@@ -517,3 +522,21 @@ def test_schema_documents_every_spec_setting() -> None:
     assert defaults["tunnel_method"] == {"tunnel_method": "NO_TUNNEL"}
     assert defaults["drop_cascade"] is False
     assert defaults["cdc_deletion_mode"] == "hard_delete"
+
+
+def test_environment_variables_that_name_no_setting() -> None:
+    environ = {
+        "TARGET_POSTGRES_HP_HOSTNAME": "db.example.com",
+        "TARGET_POSTGRES_HP_HOST": "db.example.com",
+        "TARGET_POSTGRES_HP_DIALECT_DRIVER": "x",
+        "TARGET_POSTGRES_HP__DIALECT": "postgres",  # a Meltano extra, not a setting
+        "TARGET_POSTGRES_HP_SSL_MODE": '{"mode": "require"}',
+        "TARGET_POSTGRES_HP_QQQQ": "1",
+        "OTHER_HOSTNAME": "x",
+    }
+    assert unknown_environment_settings(environ) == [
+        "Environment variable TARGET_POSTGRES_HP_HOSTNAME names no setting of this target:"
+        " rename it to TARGET_POSTGRES_HP_HOST (setting host) or unset it.",
+        "Environment variable TARGET_POSTGRES_HP_QQQQ names no setting of this target: unset it"
+        " (target-postgres-hp --about lists every setting).",
+    ]
