@@ -40,25 +40,38 @@ BIGINT_MAX = 2**63 - 1
 
 @dataclass(frozen=True)
 class ColumnType:
-    """A final-table column type: its name in this module, its SQL and how values are cast."""
+    """A final-table column type: its name in this module, its SQL, its catalog spelling, and
+    the narrower types an existing column may widen from to it (SPEC §7)."""
 
     name: str
     sql: str
     #: `format_type()` spelling, to recognise the type in an existing table.
     catalog: str
+    #: (name of a narrower type, how its values convert: `{}` stands for the column). Besides
+    #: these, any scalar widens to string and anything to JSONB (`widening`).
+    widens_from: tuple[tuple[str, str], ...] = ()
 
 
 STRING = ColumnType("string", "VARCHAR", "character varying")
-NUMBER = ColumnType("number", "DECIMAL", "numeric")
+NUMBER = ColumnType("number", "DECIMAL", "numeric", (("integer", "{}::numeric"),))
 INTEGER = ColumnType("integer", "BIGINT", "bigint")
 BOOLEAN = ColumnType("boolean", "BOOLEAN", "boolean")
 OBJECT = ColumnType("object", "JSONB", "jsonb")
 ARRAY = ColumnType("array", "JSONB", "jsonb")
 #: JSONB that receives any JSON value: unions including object/array, `{}`, unknown types.
 JSONB = ColumnType("jsonb", "JSONB", "jsonb")
-TIMESTAMPTZ = ColumnType("timestamptz", "TIMESTAMP WITH TIME ZONE", "timestamp with time zone")
-TIMESTAMP = ColumnType("timestamp", "TIMESTAMP", "timestamp without time zone")
-TIMETZ = ColumnType("timetz", "TIME WITH TIME ZONE", "time with time zone")
+TIMESTAMPTZ = ColumnType(
+    "timestamptz",
+    "TIMESTAMP WITH TIME ZONE",
+    "timestamp with time zone",
+    (("date", "{}::timestamp AT TIME ZONE 'UTC'"), ("timestamp", "{} AT TIME ZONE 'UTC'")),
+)
+TIMESTAMP = ColumnType(
+    "timestamp", "TIMESTAMP", "timestamp without time zone", (("date", "{}::timestamp"),)
+)
+TIMETZ = ColumnType(
+    "timetz", "TIME WITH TIME ZONE", "time with time zone", (("time", "{}::timetz"),)
+)
 TIME = ColumnType("time", "TIME", "time without time zone")
 DATE = ColumnType("date", "DATE", "date")
 
@@ -213,18 +226,6 @@ def catalog_column_type(catalog_type: str) -> ColumnType | None:
     return known.column_type if known else None
 
 
-#: How an existing column's values are converted when its type widens (SPEC §7), by
-#: (existing type, wanted type); `{}` stands for the column. Only these changes are made: a
-#: narrower or incompatible type keeps the wider column.
-_WIDENINGS: dict[tuple[ColumnType, ColumnType], str] = {
-    (INTEGER, NUMBER): "{}::numeric",
-    (DATE, TIMESTAMPTZ): "{}::timestamp AT TIME ZONE 'UTC'",
-    (TIMESTAMP, TIMESTAMPTZ): "{} AT TIME ZONE 'UTC'",
-    (DATE, TIMESTAMP): "{}::timestamp",
-    (TIME, TIMETZ): "{}::timetz",
-}
-
-
 def widening(catalog_type: str, wanted: ColumnType) -> tuple[ColumnType, str] | None:
     """The type an existing column must change to so it can hold `wanted` values, with the
     conversion of its current values; None when it can already hold them or when `wanted` is
@@ -243,7 +244,7 @@ def widening(catalog_type: str, wanted: ColumnType) -> tuple[ColumnType, str] | 
         return None
     if wanted is STRING:
         return (STRING, "to_jsonb({}) #>> '{{}}'")
-    using = _WIDENINGS.get((existing, wanted))
+    using = dict(wanted.widens_from).get(existing.name)
     return (wanted, using) if using else None
 
 
