@@ -498,3 +498,41 @@ def test_final_tables_in_the_raw_schema_stay_apart_from_raw_tables(
     assert tables_in(conn, RAW_SCHEMA) == [raw, "users"]
     assert_final(conn, second, schema=RAW_SCHEMA, table="users", raw_table=raw)
     assert_raw(conn, raw, [*first, *second])
+
+
+def test_existing_schema_without_create_is_refused_on_every_version(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """A stream's namespace schema that exists and belongs to someone else, with USAGE but no
+    CREATE for the loading role (any PostgreSQL version): refused at the stream's SCHEMA with
+    the GRANT, nothing of that stream created; the earlier stream's batch is committed."""
+    admin = pg_db.admin()
+    admin.execute("CREATE SCHEMA finance")
+    admin.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA finance TO {}").format(sql.Identifier(pg_db.role.name))
+    )
+    orders = [user(1, "o", 1, stream="orders")]
+    run = run_target(
+        pg_db.config(schema=FIRST),
+        lines(
+            users_schema("orders"),
+            *orders,
+            state(1),
+            users_schema("finance-users"),
+            user(1, "f", 2, stream="finance-users"),
+        ),
+        tmp_path,
+    )
+    assert run.returncode == 1, run.stderr
+    (line,) = run.error_lines()
+    role = pg_db.role.name
+    assert line.startswith(
+        f"Role {role} may not create tables in schema finance: run GRANT USAGE, CREATE ON SCHEMA"
+        f' "finance" TO "{role}"; or choose another schema for stream finance-users'
+    ), line
+    assert tables_in(admin, "finance") == []
+    assert tables_in(admin, RAW_SCHEMA) == ["analytics_raw__stream_orders"]
+    assert_final(
+        admin, orders, schema=FIRST, table="orders", raw_table="analytics_raw__stream_orders"
+    )
+    assert emitted_states(run.stdout) == [{"n": 1}]
