@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time as clock
 from collections.abc import Iterator
@@ -222,6 +225,20 @@ class LiveRun:
             if line.strip() and json.loads(line) == value:
                 return
 
+    def wait_until_idle(self, timeout: float = 30) -> None:
+        """Until the target has read and handled every line sent so far: the pipe is empty
+        and the process waits for more input (stable over a few looks)."""
+        assert self.process.stdin is not None
+        fd = self.process.stdin.fileno()
+        deadline = clock.monotonic() + timeout
+        calm = 0
+        while calm < 4:
+            assert self.process.poll() is None, self.stderr
+            assert clock.monotonic() < deadline, "the target never went idle"
+            (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
+            calm = calm + 1 if unread == 0 and reading_stdin(self.process.pid) else 0
+            clock.sleep(0.02)
+
     def finish(self, timeout: float = 120) -> int:
         """Close stdin (end of input), wait for the exit and collect the rest of stdout."""
         assert self.process.stdin is not None
@@ -269,6 +286,16 @@ def tables_in(conn: psycopg.Connection[Any], schema: str) -> list[str]:
             (schema,),
         ).fetchall()
     ]
+
+
+def wait_for_no_loader(admin: psycopg.Connection[Any], role: str, timeout: float = 30) -> None:
+    """Until the server has ended every session of the loader `role` (a killed run's too),
+    polling on the superuser connection `admin`."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
+    deadline = clock.monotonic() + timeout
+    while (found := admin.execute(query, (role,)).fetchone()) and found[0]:
+        assert clock.monotonic() < deadline, "the killed run's sessions are still there"
+        clock.sleep(0.05)
 
 
 def reading_stdin(pid: int) -> bool:

@@ -50,14 +50,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import fcntl
 import itertools
 import json
 import os
 import signal
-import struct
-import termios
-import time as clock
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -82,6 +78,7 @@ from .targetrun import (
     raw_rows,
     run_target,
     tables_in,
+    wait_for_no_loader,
 )
 
 pytestmark = pytest.mark.integration
@@ -703,36 +700,6 @@ def check_all(conn: psycopg.Connection[Any], model: Model) -> None:
 # --------------------------------------------------------------------------- killing a run
 
 
-def reading_stdin(pid: int) -> bool:
-    """Whether the process's main thread is blocked reading an empty pipe (its stdin)."""
-    try:
-        return Path(f"/proc/{pid}/wchan").read_text().endswith("pipe_read")
-    except OSError:
-        return False
-
-
-def wait_until_idle(process: Any, stderr: Any, timeout: float = 60) -> None:
-    """Until the target has handled every line sent: the pipe is empty and it waits for more."""
-    fd = process.stdin.fileno()
-    deadline = clock.monotonic() + timeout
-    calm = 0
-    while calm < 4:
-        assert process.poll() is None, stderr()
-        assert clock.monotonic() < deadline, "the target never went idle"
-        (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
-        calm = calm + 1 if unread == 0 and reading_stdin(process.pid) else 0
-        clock.sleep(0.05)
-
-
-def wait_for_no_loader(db: PgDatabase, timeout: float = 30) -> None:
-    """Until the server has ended every session of the loader role (the killed run's too)."""
-    deadline = clock.monotonic() + timeout
-    query = "SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-    while (found := db.admin().execute(query, (db.role.name,)).fetchone()) and found[0]:
-        assert clock.monotonic() < deadline, "the killed run's sessions are still there"
-        clock.sleep(0.05)
-
-
 def emitted(stdout: list[str] | str, inp: Input) -> list[int]:
     """The lines of the STATEs a run emitted; they must be this run's, in order."""
     text = stdout.splitlines() if isinstance(stdout, str) else stdout
@@ -821,11 +788,11 @@ class LoaderMachine(RuleBasedStateMachine):
         workdir = self.workdir(inp, "-killed", inp.lines[:sent])
         with live_run(self.config(inp.plan), workdir) as live:
             live.send(*inp.lines[:sent])
-            wait_until_idle(live.process, lambda: live.stderr)
+            live.wait_until_idle(60)
             live.process.send_signal(signal.SIGKILL)
             live.process.wait(timeout=60)
             live.finish()
-        wait_for_no_loader(self.db)
+        wait_for_no_loader(self.conn, self.db.role.name)
         positions = emitted(live.stdout, inp)
         resume = positions[-1] if positions else -1
         assert resume < sent, positions

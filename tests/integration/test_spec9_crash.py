@@ -21,11 +21,8 @@ commit (held open by a trigger); inside a full refresh's swap (held by a reader'
 
 from __future__ import annotations
 
-import fcntl
 import json
 import signal
-import struct
-import termios
 import time as clock
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,10 +37,10 @@ from .targetrun import (
     live_run,
     messages,
     raw_rows,
-    reading_stdin,
     record,
     run_target,
     schema_message,
+    wait_for_no_loader,
 )
 
 pytestmark = pytest.mark.integration
@@ -84,7 +81,6 @@ FINAL_QUERIES = {
 #: Position of `_airbyte_raw_id` in the rows of FINAL_QUERIES.
 FINAL_RAW_ID = {"users": 5, "events": 3}
 
-LOADER_SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
 ACTIVE_COPY = (
     "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state = 'active'"
     " AND query LIKE 'COPY%%'"
@@ -197,14 +193,6 @@ def seq_of_final(stream: str, row: tuple[Any, ...]) -> int:
     return int(row[4] if stream == "users" else row[0])
 
 
-def wait_for_no_loader(db: PgDatabase, timeout: float = 30) -> None:
-    """Until the server has ended every session of the loader role (a killed run's too)."""
-    deadline = clock.monotonic() + timeout
-    while (found := db.admin().execute(LOADER_SESSIONS, (db.role.name,)).fetchone()) and found[0]:
-        assert clock.monotonic() < deadline, "the killed run's sessions are still there"
-        clock.sleep(0.05)
-
-
 def wait_for_loader_query(db: PgDatabase, live: LiveRun, query: str, timeout: float = 30) -> None:
     deadline = clock.monotonic() + timeout
     while (found := db.admin().execute(query, (db.role.name,)).fetchone()) and not found[0]:
@@ -214,21 +202,6 @@ def wait_for_loader_query(db: PgDatabase, live: LiveRun, query: str, timeout: fl
 
 
 # --------------------------------------------------------------------------- driving a live run
-
-
-def wait_until_idle(live: LiveRun, timeout: float = 30) -> None:
-    """Until the target has read and handled every line sent so far: the pipe is empty and
-    the process waits for more input (stable over a few looks)."""
-    assert live.process.stdin is not None
-    fd = live.process.stdin.fileno()
-    deadline = clock.monotonic() + timeout
-    calm = 0
-    while calm < 4:
-        assert live.process.poll() is None, live.stderr
-        assert clock.monotonic() < deadline, "the target never went idle"
-        (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
-        calm = calm + 1 if unread == 0 and reading_stdin(live.process.pid) else 0
-        clock.sleep(0.05)
 
 
 def stop(live: LiveRun, signum: int = signal.SIGKILL) -> tuple[int, list[Any]]:
@@ -332,7 +305,7 @@ def crash(
         stderr = live.stderr
     if after_kill is not None:
         after_kill()
-    wait_for_no_loader(db)
+    wait_for_no_loader(db.admin(), db.role.name)
     after = read_tables(db)
     assert_nothing_lost(before, after)
     resume = states[-1]["pos"] if states else ledger.resume
@@ -406,7 +379,7 @@ def idle_with_pending_records(db: PgDatabase, live: LiveRun, resume: int) -> Non
     """38 records sent and handled: some batches committed past the last emitted state, the
     rest pending in open COPYs; killed while waiting for input."""
     live.send(*lines(after=resume, upto=38))
-    wait_until_idle(live)
+    live.wait_until_idle()
 
 
 def busy(position: int) -> Callable[[PgDatabase, LiveRun, int], None]:
@@ -555,7 +528,7 @@ def test_sigterm_drains_then_exits(pg_db: PgDatabase, tmp_path: Path, reference:
 
     def twelve_records(db: PgDatabase, live: LiveRun, resume: int) -> None:
         live.send(*lines(after=resume, upto=12))
-        wait_until_idle(live)
+        live.wait_until_idle()
         # Records 11 and 12 (and earlier events) are still pending: not in the tables yet.
         seqs = {seq_of_raw(row) for rows in read_tables(db).raw.values() for row in rows.values()}
         assert 11 not in seqs
@@ -631,7 +604,7 @@ def test_sigkill_during_the_overwrite_swap(pg_db: PgDatabase, tmp_path: Path) ->
         finally:
             admin.execute("ROLLBACK")
     assert returncode == -signal.SIGKILL
-    wait_for_no_loader(pg_db)
+    wait_for_no_loader(pg_db.admin(), pg_db.role.name)
     assert items_final(pg_db) == old_rows, "a killed full refresh changed the live table"
     resume = states[-1]["pos"]
 

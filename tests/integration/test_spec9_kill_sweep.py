@@ -45,14 +45,11 @@ and in each assertion message.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
 import random
 import signal
-import struct
-import termios
 import time as clock
 from collections import Counter
 from collections.abc import Iterator
@@ -71,9 +68,9 @@ from .targetrun import (
     live_run,
     messages,
     raw_rows,
-    reading_stdin,
     record,
     run_target,
+    wait_for_no_loader,
 )
 
 pytestmark = pytest.mark.integration
@@ -435,29 +432,6 @@ def test_the_reference_is_what_the_spec_says(reference: Reference) -> None:
 # --------------------------------------------------------------------------- driving a live run
 
 
-def wait_until_idle(live: LiveRun, timeout: float = 60) -> None:
-    """Until the target has handled every line sent so far and waits for more input."""
-    assert live.process.stdin is not None
-    fd = live.process.stdin.fileno()
-    deadline = clock.monotonic() + timeout
-    calm = 0
-    while calm < 4:
-        assert live.process.poll() is None, live.stderr
-        assert clock.monotonic() < deadline, "the target never went idle"
-        (unread,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
-        calm = calm + 1 if unread == 0 and reading_stdin(live.process.pid) else 0
-        clock.sleep(0.02)
-
-
-def wait_for_no_loader(db: PgDatabase, timeout: float = 30) -> None:
-    """Until the server has ended every session of the loader role (a killed run's too)."""
-    query = "SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-    deadline = clock.monotonic() + timeout
-    while (found := admin_of(db).execute(query, (db.role.name,)).fetchone()) and found[0]:
-        assert clock.monotonic() < deadline, "the killed run's sessions are still there"
-        clock.sleep(0.05)
-
-
 # --------------------------------------------------------------------------- kill points
 
 
@@ -638,10 +612,10 @@ def drive(
     at = max(SCHEMAS + 1, min(at, len(lines)))
     if kill.kind == "idle":
         send(lines[:at])
-        wait_until_idle(live)
+        live.wait_until_idle(60)
     elif kill.kind == "busy":
         send(lines[:SCHEMAS])
-        wait_until_idle(live)
+        live.wait_until_idle(60)
         send(lines[SCHEMAS:at])
         clock.sleep(kill.delay)
     elif kill.kind == "state":
@@ -653,7 +627,7 @@ def drive(
         live.wait_for_state({"pos": state})
     else:
         send(lines[:-3])
-        wait_until_idle(live)
+        live.wait_until_idle(60)
         send(lines[-3:])
         assert live.process.stdin is not None
         live.process.stdin.close()
@@ -687,7 +661,7 @@ def crash(
     assert returncode in (-signal.SIGKILL, 0), f"{label}: exit {returncode}\n{stderr}"
     sent = [line.state for line in lines if line.kind == "STATE"]
     assert states == [pos for pos in sent if pos in states], f"{label}: states {states}"
-    wait_for_no_loader(db)
+    wait_for_no_loader(admin_of(db), db.role.name)
     after = read_tables(db, namespace)
     resume = states[-1] if states else ledger.resume
     assert resume >= ledger.resume, f"{label}: {states}"
