@@ -13,7 +13,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -538,6 +538,16 @@ def read_config_file(path: str) -> dict[str, Any]:
     return settings
 
 
+def _closest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name a mistyped `name` most likely meant: a close spelling, else the same
+    letters in another case; None when nothing is close."""
+    candidates = sorted(valid)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    return next((other for other in candidates if other.lower() == name.lower()), None)
+
+
 #: The prefix of the environment variables `--config ENV` reads (singer-sdk's rule).
 ENV_PREFIX = "TARGET_POSTGRES_HP_"
 
@@ -557,9 +567,9 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
         suffix = variable.removeprefix(ENV_PREFIX)
         if not suffix or suffix.startswith("_") or suffix in known:
             continue
-        close = difflib.get_close_matches(suffix, sorted(known), n=1, cutoff=0.6)
+        close = _closest(suffix, known)
         fix = (
-            f"rename it to {ENV_PREFIX}{close[0]} (setting {known[close[0]]}) or unset it"
+            f"rename it to {ENV_PREFIX}{close} (setting {known[close]}) or unset it"
             if close
             else "unset it (target-postgres-hp --about lists every setting)"
         )
@@ -706,12 +716,10 @@ class _Builder:
                     if key not in names:
                         self._unknown(f"{block}.{key}", key, names, prefix=f"{block}.")
 
-    def _unknown(self, path: str, key: str, valid: frozenset[str], *, prefix: str = "") -> None:
-        close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
-        if not close:
-            close = [name for name in sorted(valid) if key.lower() in {name.lower()}]
+    def _unknown(self, path: str, key: str, valid: Iterable[str], *, prefix: str = "") -> None:
+        close = _closest(key, valid)
         fix = (
-            f"rename it to {prefix}{close[0]} (the closest setting) or remove it"
+            f"rename it to {prefix}{close} (the closest setting) or remove it"
             if close
             else "remove it (target-postgres-hp --about lists every setting)"
         )

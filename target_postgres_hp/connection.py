@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import psycopg
@@ -281,9 +281,9 @@ class Database:
             return None
         return embedded.describe(self._server, self.address.database)
 
-    def check_privileges(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def check_privileges(self, conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
         """Stop before any input is read if the role cannot create what the load needs in the
-        configured schemas (SPEC §3.4)."""
+        configured schemas (SPEC §3.4); return the schemas checked."""
         settings = self.settings
         schemas = [
             (
@@ -301,15 +301,15 @@ class Database:
                 )
                 schemas.insert(1, (final_identifier(fixed), avoid))
         for schema, avoid in schemas:
-            check_schema(conn, schema, avoid)
-        row = conn.execute(sql.SCHEMA_PRIVILEGES, (self.raw_schema,)).fetchone()
-        if row is not None and not row[4]:
-            user, database = _quoted(str(row[5])), _quoted(str(row[6]))
-            raise PermissionMissing(
-                f"Role {row[5]} may not create temporary tables in database {row[6]}: run "
-                f"GRANT TEMPORARY ON DATABASE {database} TO {user};"
-            )
+            grants = check_schema(conn, schema, avoid)
+            if not grants.temporary:
+                raise PermissionMissing(
+                    f"Role {grants.user} may not create temporary tables in database"
+                    f" {grants.database}: run GRANT TEMPORARY ON DATABASE"
+                    f" {_quoted(grants.database)} TO {_quoted(grants.user)};"
+                )
         conn.rollback()
+        return [schema for schema, _ in schemas]
 
     def close(self) -> None:
         """Close the tunnel and remove key material; safe to call more than once."""
@@ -324,20 +324,29 @@ def _quoted(name: str) -> str:
     return pgsql.Identifier(name).as_string(None)
 
 
+class DatabaseGrants(NamedTuple):
+    """The loading role (`current_user`), its database, and whether it may create temporary
+    tables there."""
+
+    user: str
+    database: str
+    temporary: bool
+
+
 def check_schema(
     conn: psycopg.Connection[tuple[object, ...]],
     schema: str,
     avoid: str,
     *,
     avoid_missing: str | None = None,
-) -> None:
+) -> DatabaseGrants:
     """Refuse, before any table of `schema` is created, a schema the role can neither create
     nor create tables in: the message gives the GRANT that fixes it and, in `avoid` (and
     `avoid_missing` when the schema does not exist), the settings that choose another schema
-    (SPEC §3.4, §6.4)."""
+    (SPEC §3.4, §6.4). Return what the same query reads of the role's database privileges."""
     row = conn.execute(sql.SCHEMA_PRIVILEGES, (schema,)).fetchone()
     assert row is not None  # the query always returns one row
-    exists, can_create, can_use, db_create, _, user, database = row
+    exists, can_create, can_use, db_create, db_temp, user, database = row
     if exists and not (can_create and can_use):
         why = (
             " (on PostgreSQL 15 and later ordinary roles may not create tables in public)"
@@ -355,6 +364,7 @@ def check_schema(
             f"or create the schema and GRANT USAGE, CREATE ON it"
             + (f"; {avoid_missing}." if avoid_missing else ".")
         )
+    return DatabaseGrants(str(user), str(database), temporary=bool(db_temp))
 
 
 def translate_privilege_error(

@@ -222,8 +222,7 @@ class PostgresConnector(SQLConnector):
     ) -> tuple[str, str | None]:
         """The table of `stream` in `schema` that is named after `conformed`: the one recorded
         for it, else `conformed` unless another stream's table has that name, else `conformed`
-        with a suffix (SPEC §5); and the stream holding `conformed` when the name had to
-        change.
+        with a suffix (SPEC §5); and the stream holding `conformed`, if a stream does.
 
         A table of the stream named after another name (made under other naming settings,
         e.g. another `stream_prefix`) is left to those settings."""
@@ -234,11 +233,9 @@ class PostgresConnector(SQLConnector):
                 owner = f"\x00other name:{stream}"
             owners[name] = owner or _companion_owner(comment)
         table = assign_names([(stream, conformed)], owners, frozenset())[stream]
-        holder = None
-        if table != conformed:
-            holder = owners.get(conformed) or "an earlier table"
-            holder = holder.removeprefix("\x00other name:")
-        return table, holder
+        holder = owners.get(conformed)
+        # Markers (helper tables, other names of this stream) start with NUL: no stream.
+        return table, holder if holder and not holder.startswith("\x00") else None
 
     def prepare_raw_table(
         self,
@@ -409,12 +406,12 @@ class PostgresConnector(SQLConnector):
         self.prepare_schema(schema)
         with self._ddl(f"create table {schema}.{conformed}") as conn:
             table, holder = self._table_for_stream(conn, schema, conformed, stream)
-            if holder is not None:
+            if table != conformed:
                 logger.warning(
-                    "Streams %s and %s would share table %s.%s: stream %s is stored in %s.%s"
-                    " instead",
-                    holder,
-                    stream,
+                    "%s would share table %s.%s: stream %s is stored in %s.%s instead",
+                    f"Streams {holder} and {stream}"
+                    if holder
+                    else f"Stream {stream} and a table of the target",
                     schema,
                     conformed,
                     stream,
@@ -843,7 +840,7 @@ class PostgresConnector(SQLConnector):
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
         with self.raw_connection() as conn:
-            self.database.check_privileges(conn)
+            self._checked_schemas.update(self.database.check_privileges(conn))
             self.server_version = conn.info.server_version
         described = self.database.describe_embedded()
         if described:
