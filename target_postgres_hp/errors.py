@@ -91,8 +91,8 @@ class BadInput(TargetError):
 
 
 class KeyNotStorable(TargetError):
-    """A record's key value cannot be stored exactly in its key column (SPEC §6.3); the target
-    reports it as bad input on the record's line."""
+    """A record's key value cannot be stored exactly in its key column (SPEC §6.3); the reader
+    reports it as bad input on the record's line (`reader.LineReader.process_lines`)."""
 
 
 class StreamLocked(TargetError):

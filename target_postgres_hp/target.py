@@ -37,7 +37,6 @@ from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.errors import (
     BadInput,
     ConfigError,
-    KeyNotStorable,
     PermissionMissing,
     TargetError,
     first_line,
@@ -202,12 +201,9 @@ class TargetPostgresHP(SQLTarget):
         # The SDK's `current_size`, read without its property call.
         if not sink._batch_records_read:
             self._start_pending(sink)
-        try:
-            sink.add_values(
-                values, record, envelope.time_extracted, envelope.version, len(line) <= SHORT_LINE
-            )
-        except KeyNotStorable as refusal:
-            raise self._bad_input(str(refusal)) from None
+        sink.add_values(
+            values, record, envelope.time_extracted, envelope.version, len(line) <= SHORT_LINE
+        )
         if sink._batch_records_read >= sink.batch_rows:
             self.drain_one(sink)
             self._emit_safe_state()
@@ -316,10 +312,7 @@ class TargetPostgresHP(SQLTarget):
                     )
             if not sink.current_size:
                 self._start_pending(sink)
-            try:
-                sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
-            except KeyNotStorable as refusal:
-                raise self._bad_input(str(refusal)) from None
+            sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
             if sink.is_full:
                 self.drain_one(sink)
                 self._emit_safe_state()
