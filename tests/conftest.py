@@ -133,11 +133,8 @@ def pg18(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
 @pytest.fixture(params=["pg15_plain", "pg16", "pg18"])
 def any_pg_db(request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
     """A fresh database and loader role on each PostgreSQL version the suite covers."""
-    database = PgDatabase.create(request.getfixturevalue(request.param))
-    try:
+    with PgDatabase.fresh(request.getfixturevalue(request.param)) as database:
         yield database
-    finally:
-        database.drop()
 
 
 @pytest.fixture(scope="session")
@@ -179,8 +176,5 @@ def ssh_server() -> Iterator[SSHGateway]:
 @pytest.fixture
 def pg_db(pg16: PostgresServer) -> Iterator[PgDatabase]:
     """A fresh database on pg16 plus a least-privilege loader role; dropped after the test."""
-    database = PgDatabase.create(pg16)
-    try:
+    with PgDatabase.fresh(pg16) as database:
         yield database
-    finally:
-        database.drop()

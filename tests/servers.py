@@ -22,7 +22,7 @@ import stat
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -694,6 +694,16 @@ class PgDatabase:
             server.drop_database(dbname)
             raise
         return cls(server=server, dbname=dbname, role=role)
+
+    @classmethod
+    @contextlib.contextmanager
+    def fresh(cls, server: PostgresServer) -> Iterator[PgDatabase]:
+        """A database and loader role for the block, dropped when it ends."""
+        database = cls.create(server)
+        try:
+            yield database
+        finally:
+            database.drop()
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """Target config for this database as the loader role, with `overrides` merged on top."""

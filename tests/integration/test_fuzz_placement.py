@@ -119,8 +119,7 @@ def located(conn: psycopg.Connection[Any]) -> tuple[dict[int, set[tuple[str, str
 
 
 def check_sequence(server: PostgresServer, root: Path, runs: list[Any]) -> None:
-    db = PgDatabase.create(server)
-    try:
+    with PgDatabase.fresh(server) as db:
         conn = db.admin()
         stream_of: dict[int, str] = {}
         seen: dict[tuple[str, str], tuple[tuple[str, str], tuple[str, str]]] = {}
@@ -160,8 +159,6 @@ def check_sequence(server: PostgresServer, root: Path, runs: list[Any]) -> None:
                 if key in seen:
                     assert seen[key] == (final_table, raw_table), (stream, chosen)
                 seen[key] = (final_table, raw_table)
-    finally:
-        db.drop()
 
 
 @pytest.mark.timeout(max(300, EXAMPLES * 60))

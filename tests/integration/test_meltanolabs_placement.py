@@ -101,11 +101,8 @@ def user_tables(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], int]:
 
 @pytest.fixture
 def peer_db(pg16: PostgresServer) -> Iterator[PgDatabase]:
-    db = PgDatabase.create(pg16)
-    try:
+    with PgDatabase.fresh(pg16) as db:
         yield db
-    finally:
-        db.drop()
 
 
 def test_default_target_schema_places_tables_like_meltanolabs(
