@@ -90,9 +90,17 @@ class BadInput(TargetError):
         self.line_number = line_number
 
 
-class KeyNotStorable(TargetError):
-    """A record's key value cannot be stored exactly in its key column (SPEC §6.3); the reader
-    reports it as bad input on the record's line (`reader.LineReader.process_lines`)."""
+class RecordRefused(TargetError):
+    """A record its stream's decoder refuses; the reader reports it as bad input on the
+    record's line (`reader.LineReader.process_lines`)."""
+
+
+class KeyMissing(RecordRefused):
+    """A record lacks one of its stream's key properties."""
+
+
+class KeyNotStorable(RecordRefused):
+    """A record's key value cannot be stored exactly in its key column (SPEC §6.3)."""
 
 
 class StreamLocked(TargetError):

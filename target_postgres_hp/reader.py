@@ -20,7 +20,7 @@ from typing import IO, Any
 import msgspec
 from singer_sdk.singerlib.encoding import GenericSingerReader
 
-from target_postgres_hp.errors import BadInput, KeyNotStorable
+from target_postgres_hp.errors import BadInput, RecordRefused
 from target_postgres_hp.records import ENVELOPE, Envelope
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
@@ -125,8 +125,8 @@ class LineReader(GenericSingerReader[str]):
         sys.setrecursionlimit(max(recursion_limit, RECURSION_LIMIT))
         try:
             return self._process_lines(file_input, callbacks)
-        except KeyNotStorable as refusal:
-            # Raised by a sink while it stages the record of the current line.
+        except RecordRefused as refusal:
+            # Raised by a stream's decoder while it reads the record of the current line.
             raise BadInput(self.line_number, str(refusal)) from None
         except RecursionError:
             raise BadInput(

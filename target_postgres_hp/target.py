@@ -43,7 +43,8 @@ from target_postgres_hp.errors import (
 )
 from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.records import Envelope
-from target_postgres_hp.sinks import PostgresSink, RunRegistry
+from target_postgres_hp.runs import RunRegistry
+from target_postgres_hp.sinks import PostgresSink
 
 
 class TargetPostgresHP(SQLTarget):
@@ -188,35 +189,29 @@ class TargetPostgresHP(SQLTarget):
         self.reader.fast_records[stream_name] = partial(self._fast_record, stream_map.stream_alias)
 
     def _fast_record(self, alias: str, envelope: Envelope, line: str | bytes) -> bool:
-        """Stage a RECORD decoded the fast way (`records`); False leaves it to the slow way,
-        which cleans it or says what is wrong with it. This is the hot path of a load."""
+        """Stage a RECORD whose envelope msgspec read; False leaves the line to the slow way,
+        which says what is wrong with it. This is the hot path of a load."""
         sink = self._sinks_active.get(alias)
         record = envelope.record
-        if not isinstance(sink, PostgresSink) or sink.record_fields is None or record is None:
+        if not isinstance(sink, PostgresSink) or record is None:
             return False
-        values = sink.record_fields.values(record)
-        if values is None:
+        decoded = sink.plan.decoder.from_text(record, len(line) <= SHORT_LINE)
+        if decoded is None:
             return False
         self._record_seq += 1
-        # The SDK's `current_size`, read without its property call.
-        if not sink._batch_records_read:
-            self._start_pending(sink)
-        sink.add_values(
-            values, record, envelope.time_extracted, envelope.version, len(line) <= SHORT_LINE
-        )
-        if sink._batch_records_read >= sink.batch_rows:
+        if sink.add(decoded, envelope.time_extracted, envelope.version, self._record_seq):
             self.drain_one(sink)
             self._emit_safe_state()
         if not self._record_seq & 1023:
             self._handle_max_record_age()
         return True
 
-    def _start_pending(self, sink: PostgresSink) -> None:
-        """A sink's batch gets its first record: note where it starts, and free connections
-        for it if every pair is taken."""
-        sink.first_pending_seq = self._record_seq
-        if not self.target_connector.streaming_slots_left:
-            self._drain_oldest_batch()
+    def make_room(self) -> None:
+        """Commit the batch that has waited longest, to free its connections for a new one."""
+        pending = self._pending_sinks()
+        if pending:
+            self.drain_one(min(pending, key=lambda sink: sink.first_pending_seq))
+            self._emit_safe_state()
 
     def _process_batch_message(self, message_dict: dict[str, Any]) -> None:
         """Load a BATCH's records exactly as the same RECORD lines would load, in order with
@@ -305,15 +300,13 @@ class TargetPostgresHP(SQLTarget):
             sink = self._sinks_active.get(stream_map.stream_alias)
             if not isinstance(sink, PostgresSink):
                 raise self._record_before_schema(stream_map.stream_alias)
-            for key in sink.record_keys:
-                if key not in mapped:
-                    raise self._bad_input(
-                        f"record of stream {sink.stream_name} has no value for key property {key}"
-                    )
-            if not sink.current_size:
-                self._start_pending(sink)
-            sink.add_record(mapped, message_dict, maybe_dirty=maybe_dirty)
-            if sink.is_full:
+            decoded = sink.plan.decoder.from_dict(mapped, maybe_dirty=maybe_dirty)
+            if sink.add(
+                decoded,
+                message_dict.get("time_extracted"),
+                message_dict.get("version"),
+                self._record_seq,
+            ):
                 self.drain_one(sink)
                 self._emit_safe_state()
         self._handle_max_record_age()
@@ -325,13 +318,6 @@ class TargetPostgresHP(SQLTarget):
             for sink in [*self._sinks_active.values(), *self._sinks_to_clear]
             if isinstance(sink, PostgresSink) and sink.current_size
         ]
-
-    def _drain_oldest_batch(self) -> None:
-        """Commit the batch that has waited longest, to free its connections."""
-        pending = self._pending_sinks()
-        if pending:
-            self.drain_one(min(pending, key=lambda sink: sink.first_pending_seq))
-            self._emit_safe_state()
 
     def _process_state_message(self, message_dict: dict[str, Any]) -> None:
         """Keep the state exactly as written; emit it once every record before it is

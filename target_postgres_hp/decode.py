@@ -1,0 +1,122 @@
+"""One way in for a record: a stream's `RecordDecoder` turns it into what its batch stages
+(the raw JSON text, the typed values and the changes made to fit them).
+
+A RECORD line takes the fast way when it can (`records.RecordFields`: msgspec decodes the
+record straight into the values of the stream's columns, and the record's JSON text is kept as
+it came); a record the fast way cannot read (a missing key, a property name msgspec cannot
+match) is decoded into a dict and taken the way of records from BATCH files and stream maps,
+which cleans values JSONB cannot store. Either way a key that typing would NULL, or a missing
+key, refuses the record (SPEC §6.3).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from target_postgres_hp.casting import RowCaster
+from target_postgres_hp.errors import KeyMissing, KeyNotStorable
+from target_postgres_hp.rawdata import clean_record, data_json
+from target_postgres_hp.records import RecordFields
+
+#: What a record stages: its raw JSON text, the changes cleaning made (None: none), its typed
+#: values with the changes typing made (None without a final table), and whether it deletes
+#: its key (hard_delete).
+Decoded = tuple[
+    str | msgspec.Raw,
+    list[dict[str, str]] | None,
+    tuple[list[Any], list[dict[str, str]]] | None,
+    bool,
+]
+
+_RECORD = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def _json_text(value: object) -> str:
+    """A value as JSON text for a message, exact numbers unquoted."""
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+class RecordDecoder:
+    """Reads one stream's records (`fields` for the fast way, `caster` for the typed values;
+    None when the stream has no final table)."""
+
+    def __init__(
+        self,
+        stream: str,
+        keys: list[str],
+        fields: RecordFields,
+        caster: RowCaster | None = None,
+        markers: list[tuple[str, int]] = [],  # noqa: B006 - never mutated
+    ) -> None:
+        self.stream = stream
+        self.keys = keys
+        self._key_set = frozenset(keys)
+        self._fields = fields
+        self._caster = caster
+        #: The deletion markers (property, position among the fast way's values).
+        self._markers = [prop for prop, _ in markers]
+        self._marker_positions = [position for _, position in markers]
+
+    def from_text(self, text: msgspec.Raw, short: bool) -> Decoded | None:
+        """A record as the JSON text of its line (`short`: the line had at most
+        `casting.SHORT_LINE` characters); None when it is not a JSON object, which the
+        reader's slow way reports. This is the hot path of a load."""
+        values = self._fields.values(text)
+        if values is None:
+            record = _RECORD.decode(text)
+            if not isinstance(record, dict):
+                return None
+            return self.from_dict(record, maybe_dirty=True)
+        caster = self._caster
+        if caster is None:
+            return text, None, None, False
+        typed = caster.row_of_values(values, short)
+        if typed[1] and self._key_set:
+            self._refuse_unstorable_key(typed[1], json.loads(bytes(text)).get)
+        deletes = False
+        for position in self._marker_positions:
+            if values[position] is not None:
+                deletes = True
+        return text, None, typed, deletes
+
+    def from_dict(self, record: dict[str, Any], *, maybe_dirty: bool) -> Decoded:
+        """A record already decoded (a slow-way line, a stream map's output, a BATCH file's
+        record). `maybe_dirty` False promises it holds no NUL character, NaN/Infinity or lone
+        surrogate (its line showed none), which skips the walk that would find them."""
+        for key in self.keys:
+            if key not in record:
+                msg = f"record of stream {self.stream} has no value for key property {key}"
+                raise KeyMissing(msg)
+        data, changes = clean_record(record) if maybe_dirty else (record, [])
+        caster = self._caster
+        if caster is None:
+            return data_json(data), changes, None, False
+        typed = caster.row(data)
+        if typed[1] and self._key_set:
+            self._refuse_unstorable_key(typed[1], data.get)
+        deletes = any(data.get(marker) is not None for marker in self._markers)
+        return data_json(data), changes, typed, deletes
+
+    def _refuse_unstorable_key(
+        self, changes: list[dict[str, str]], value_of: Callable[[str], object]
+    ) -> None:
+        """A key never becomes NULL by typing (SPEC §6.3): distinct keys that failed their cast
+        would merge into one row. Such a record is refused, before it is staged."""
+        for change in changes:
+            prop = change["field"]
+            if prop in self._key_set:
+                value = _json_text(value_of(prop))
+                msg = (
+                    f"record of stream {self.stream} has key property {prop} = {value},"
+                    " which its key column cannot hold exactly (a key is never NULLed by"
+                    " typing, or distinct keys would merge); fix the value at the source, or"
+                    " change the key column's type"
+                )
+                raise KeyNotStorable(msg)

@@ -1,0 +1,291 @@
+"""Table layouts (SPEC §4): which tables a stream's rows go to, as strategy objects registered
+by name in `LAYOUTS`. Each makes the stream's `plan.StreamPlan` from its SCHEMA, creating or
+evolving its tables on the way.
+
+- `raw_and_final`: every record in the raw table as received, and typed into the final table.
+- `raw_only` (`disable_type_dedupe`): the raw table alone; a later typed run types what it left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from typing import Protocol
+
+from target_postgres_hp import sql
+from target_postgres_hp.casting import (
+    JSON_TEXT_COLUMNS,
+    Cast,
+    ColumnType,
+    RowCaster,
+    cast_for,
+    column_type,
+    effective_type,
+)
+from target_postgres_hp.config import Settings
+from target_postgres_hp.connector import FinalColumn, PostgresConnector
+from target_postgres_hp.decode import RecordDecoder
+from target_postgres_hp.loading import FinalTarget, write_typed
+from target_postgres_hp.loads import LoadMethod
+from target_postgres_hp.naming import final_identifier, raw_identifier
+from target_postgres_hp.plan import Planning, StreamPlan, StreamSchema
+from target_postgres_hp.records import RecordFields
+
+#: Properties whose value marks a record as a delete (SPEC §6.3).
+DELETION_MARKERS = ("_ab_cdc_deleted_at", "_sdc_deleted_at")
+
+
+class Layout(Protocol):
+    """Makes a stream's plan, with its tables ready."""
+
+    name: str
+
+    def plan(self, planning: Planning) -> StreamPlan: ...
+
+
+def _raw_table(planning: Planning) -> tuple[str, str]:
+    """Lock the stream's tables for this run and create its raw table if missing."""
+    schema, connector = planning.schema, planning.connector
+    settings = connector.settings
+    place = settings.place(schema.stream)
+    raw_schema = raw_identifier(settings.raw_data_schema)
+    connector.lock_stream(schema.stream, f"{raw_schema}.{place.raw_table}")
+    table = connector.prepare_raw_table(
+        raw_schema, place.raw_table, schema.stream, place.final_schema, place.table
+    )
+    return raw_schema, table
+
+
+class RawOnly:
+    """The raw table alone."""
+
+    name = "raw_only"
+
+    def plan(self, planning: Planning) -> StreamPlan:
+        schema, keys = planning.schema, planning.schema.keys
+        return StreamPlan(
+            stream=schema.stream,
+            placement=planning.connector.settings.place(schema.stream),
+            layout=self,
+            load=planning.load,
+            raw=_raw_table(planning),
+            decoder=RecordDecoder(schema.stream, keys, RecordFields([], frozenset(), keys)),
+        )
+
+
+class RawAndFinal:
+    """The raw table and the typed final table."""
+
+    name = "raw_and_final"
+
+    def plan(self, planning: Planning) -> StreamPlan:
+        """Create the raw table, create or evolve the final table, match its key index to the
+        load method, plan the casts, then let the load method ready its own tables."""
+        schema, load, connector, logger = (
+            planning.schema,
+            planning.load,
+            planning.connector,
+            planning.logger,
+        )
+        stream, settings = schema.stream, connector.settings
+        place = settings.place(stream)
+        final_schema = place.final_schema
+        connector.check_schema(final_schema, stream)
+        raw = _raw_table(planning)
+        table, columns, vacated = connector.prepare_final_table(
+            final_schema,
+            place.final_table,
+            stream,
+            [
+                (prop, final_identifier(prop), column_type(spec))
+                for prop, spec in schema.properties.items()
+            ],
+        )
+        positions = {column.prop: index for index, column in enumerate(columns)}
+        names = [column.name for column in columns]
+        keys = _key_columns(schema, positions, names, load, logger)
+        cursor = _cursor_column(schema, positions, names, logger)
+        key_types = (
+            None
+            if connector.nulls_not_distinct or not keys
+            else [columns[positions[key]].catalog_type for key in schema.keys]
+        )
+        connector.prepare_key_index(final_schema, table, keys, cursor, key_types)
+        deleting = bool(keys) and settings.cdc_deletion_mode == "hard_delete"
+        markers = [m for m in DELETION_MARKERS if m in positions] if deleting else []
+        caster, fields = _casts(schema, columns, positions, markers, connector.server_version)
+        final = FinalTarget(
+            schema=final_schema,
+            table=table,
+            columns=names,
+            keys=keys,
+            key_types=key_types,
+            cursor=cursor,
+            deleted=[(names[positions[marker]], marker) for marker in markers],
+            vacated=vacated,
+        )
+        plan = StreamPlan(
+            stream=stream,
+            placement=place,
+            layout=self,
+            load=load,
+            raw=raw,
+            decoder=RecordDecoder(
+                stream,
+                schema.keys,
+                fields,
+                caster,
+                [(marker, positions[marker]) for marker in markers],
+            ),
+            final=final,
+        )
+        load.prepare_final(
+            plan,
+            connector,
+            planning.run,
+            lambda: type_untyped_raw_rows(plan, caster, connector, settings, logger),
+        )
+        return plan
+
+
+def _key_columns(
+    schema: StreamSchema,
+    positions: dict[str, int],
+    names: list[str],
+    load: LoadMethod,
+    logger: logging.Logger,
+) -> list[str]:
+    """The final table's key columns: none for append, or when a key is not a property."""
+    keys = [names[positions[key]] for key in schema.keys if key in positions]
+    if len(keys) != len(schema.keys):
+        logger.warning(
+            "Stream %s: key properties %s are not all properties of its schema; its rows"
+            " are appended without deduplication",
+            schema.stream,
+            schema.keys,
+        )
+        return []
+    return keys if load.dedups else []
+
+
+def _cursor_column(
+    schema: StreamSchema, positions: dict[str, int], names: list[str], logger: logging.Logger
+) -> str | None:
+    """The column of the stream's cursor: the first of its `bookmark_properties`."""
+    if not schema.bookmarks:
+        return None
+    cursor = schema.bookmarks[0]
+    if cursor not in positions:
+        logger.warning(
+            "Bookmark property %r of stream %s is not a top-level property; rows of a key"
+            " are decided by extraction time and arrival",
+            cursor,
+            schema.stream,
+        )
+        return None
+    return names[positions[cursor]]
+
+
+def _casts(
+    schema: StreamSchema,
+    columns: list[FinalColumn],
+    positions: dict[str, int],
+    markers: list[str],
+    server_version: int,
+) -> tuple[RowCaster, RecordFields]:
+    """The stream's row caster and fast-way decoder. Object and array columns take the JSON
+    text of the line, unless a key or a deletion marker (whose null must be told apart) is
+    one."""
+    non_finite = server_version >= 140000
+    plan: list[tuple[str, Cast, ColumnType | None]] = []
+    for column in columns:
+        kind = effective_type(column.wanted, column.catalog_type)
+        plan.append((column.prop, cast_for(kind, non_finite_numbers=non_finite), kind))
+    special = {positions[prop] for prop in [*schema.keys, *markers] if prop in positions}
+    json_texts = frozenset(
+        index
+        for index, (_, _, kind) in enumerate(plan)
+        if kind in JSON_TEXT_COLUMNS and index not in special
+    )
+    fields = RecordFields([column.prop for column in columns], json_texts, schema.keys)
+    return RowCaster(plan, json_texts), fields
+
+
+def type_untyped_raw_rows(
+    plan: StreamPlan,
+    caster: RowCaster,
+    connector: PostgresConnector,
+    settings: Settings,
+    logger: logging.Logger,
+) -> None:
+    """Type into the final table the raw rows an earlier run committed without typing them
+    (`disable_type_dedupe`), oldest first, before this run's records (SPEC §9). Each chunk is
+    written and marked typed in one transaction."""
+    final, raw = plan.final, plan.raw
+    if final is None:
+        return
+    with connector.raw_connection() as conn:
+        if conn.execute(sql.has_untyped(*raw)).fetchone() is None:
+            return
+    key_set = frozenset(plan.decoder.keys)
+    markers = [prop for _, prop in final.deleted]
+    typed = 0
+    held: list[str] = []
+    last_id = ""
+    while True:
+        with connector.raw_connection() as conn:
+            found = conn.execute(
+                sql.untyped_raw_rows(*raw), (last_id, settings.batch_size_rows)
+            ).fetchall()
+            if not found:
+                break
+            rows = []
+            written = []
+            deletes = False
+            for raw_id, extracted_at, data_text, meta_text, generation_id in found:
+                data = json.loads(data_text, parse_float=Decimal)
+                values, changes = caster.row(data)
+                if key_set.intersection(change["field"] for change in changes):
+                    # A key never becomes NULL by typing (SPEC §6.3): the row stays untyped
+                    # in the raw table, and every run says so.
+                    held.append(raw_id)
+                    continue
+                written.append(raw_id)
+                if changes:
+                    meta = json.loads(meta_text)
+                    meta["changes"] = [*meta.get("changes", []), *changes]
+                    meta_text = json.dumps(meta)
+                deletes = deletes or any(data.get(marker) is not None for marker in markers)
+                rows.append([*values, raw_id, extracted_at, meta_text, generation_id])
+            if rows:
+                write_typed(conn, final, rows, deletes=deletes)
+                conn.execute(sql.mark_typed(*raw), (written,))
+        typed += len(written)
+        last_id = found[-1][0]
+    logger.info(
+        "Stream %s: typed %s raw rows that an earlier run left untyped into %s.%s",
+        plan.stream,
+        typed,
+        final.schema,
+        final.table,
+    )
+    if held:
+        logger.warning(
+            "Stream %s: %s untyped raw rows of %s.%s stay untyped because a key value of"
+            " theirs cannot be stored in its key column (raw ids %s); correct them there"
+            " or change the key column's type, and the next run types them",
+            plan.stream,
+            len(held),
+            *raw,
+            ", ".join(held[:5]) + (", ..." if len(held) > 5 else ""),
+        )
+
+
+#: The layouts by name; a new one is a class above and a line here, plus its setting and docs.
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (RawAndFinal(), RawOnly())}
+
+
+def layout_for(settings: Settings) -> Layout:
+    """The layout the settings choose."""
+    return LAYOUTS["raw_only" if settings.disable_type_dedupe else "raw_and_final"]

@@ -1,0 +1,76 @@
+"""A stream's plan: what its SCHEMA message decides once (SPEC §4-§6), used by every batch until
+the next SCHEMA: where its rows go (raw table, final table), how a record is read and typed,
+the key, cursor and deletion markers, the table layout and the load method."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from target_postgres_hp.decode import RecordDecoder
+from target_postgres_hp.loading import FinalTarget
+from target_postgres_hp.naming import Placement
+from target_postgres_hp.runs import StreamRun
+
+if TYPE_CHECKING:
+    from target_postgres_hp.connector import PostgresConnector
+    from target_postgres_hp.layouts import Layout
+    from target_postgres_hp.loads import LoadMethod
+
+
+@dataclass(frozen=True)
+class StreamSchema:
+    """What a SCHEMA message says of a stream, as its sink received it."""
+
+    stream: str
+    properties: dict[str, Any]
+    #: Key properties, in key order.
+    keys: list[str]
+    #: `bookmark_properties` of the SCHEMA message; the first is the cursor.
+    bookmarks: list[str]
+
+
+@dataclass(frozen=True)
+class Planning:
+    """What a layout makes a stream's plan from."""
+
+    schema: StreamSchema
+    load: LoadMethod
+    connector: PostgresConnector
+    run: StreamRun
+    logger: logging.Logger
+
+
+@dataclass
+class StreamPlan:
+    """How one stream is loaded until its next SCHEMA message."""
+
+    stream: str
+    placement: Placement
+    layout: Layout
+    load: LoadMethod
+    #: The raw table (schema, name).
+    raw: tuple[str, str]
+    decoder: RecordDecoder
+    #: Where typed rows go; None without a final table (raw only).
+    final: FinalTarget | None = None
+    #: A full refresh's live final table (the load is built in `final`, its side table).
+    replaces: tuple[str, str] | None = None
+
+    def tables(self) -> list[tuple[str, str]]:
+        """Every table holding the stream's rows: raw, final, removed keys."""
+        tables = [self.raw]
+        if self.final is not None:
+            tables.append((self.final.schema, self.final.table))
+            if self.final.tombstones is not None:
+                tables.append(self.final.tombstones)
+        return tables
+
+    def describe(self) -> str:
+        """Where the stream's rows go, for log lines."""
+        raw = ".".join(self.raw)
+        if self.final is None:
+            return f"raw table {raw}"
+        final = ".".join(self.replaces or (self.final.schema, self.final.table))
+        return f"{final} (raw table {raw})"
