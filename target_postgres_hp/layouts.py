@@ -24,8 +24,9 @@ from target_postgres_hp.casting import (
     effective_type,
 )
 from target_postgres_hp.config import Settings
-from target_postgres_hp.connector import FinalColumn, PostgresConnector
+from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.decode import RecordDecoder
+from target_postgres_hp.finaltables import FinalColumn
 from target_postgres_hp.loading import FinalTarget, write_typed
 from target_postgres_hp.loads import LoadMethod
 from target_postgres_hp.naming import final_identifier, raw_identifier
@@ -50,7 +51,7 @@ def _raw_table(planning: Planning) -> tuple[str, str]:
     settings = connector.settings
     place = settings.place(schema.stream)
     raw_schema = raw_identifier(settings.raw_data_schema)
-    connector.lock_stream(schema.stream, f"{raw_schema}.{place.raw_table}")
+    connector.stream_locks.take(schema.stream, f"{raw_schema}.{place.raw_table}")
     table = connector.prepare_raw_table(
         raw_schema, place.raw_table, schema.stream, place.final_schema, place.table
     )

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 import psycopg
 
-from target_postgres_hp.connector import DELETES_OF, LOAD_OF, PostgresConnector
+from target_postgres_hp import fullrefresh
+from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.errors import LoadNotReplaced, first_line
 from target_postgres_hp.naming import derived_name
+from target_postgres_hp.ownership import DELETES_OF, LOAD_OF
 from target_postgres_hp.rawdata import first_id_at
 from target_postgres_hp.runs import StreamRun
 
@@ -212,7 +214,7 @@ def _prepare_side(
         return
     side = (final.schema, final.table)
     if fresh:
-        since = connector.open_load(side, replaces, plan.raw, plan.stream, generation)
+        since = fullrefresh.open_load(connector, side, replaces, plan.raw, plan.stream, generation)
         fresh = since is None
         run.load_since = since or first_id_at(time.time_ns() // 1_000_000)
     connector.prepare_companion(
@@ -238,7 +240,9 @@ def _finish_load(stream: Loading) -> None:
     try:
         count = stream.retrying(
             "ending the full refresh of",
-            lambda: connector.replace_contents(plan.replaces, side, plan.raw, run.load_since),
+            lambda: fullrefresh.replace_contents(
+                connector, plan.replaces, side, plan.raw, run.load_since
+            ),
         )
     except psycopg.Error as error:
         msg = (

@@ -135,12 +135,12 @@ class PostgresSink(SQLSink[PostgresConnector]):
         """A batch for the record `seq` (of table version `generation`) on a pair of
         connections; when every pair is taken, the target commits another stream's batch."""
         self.first_pending_seq = seq
-        if not self.connector.streaming_slots_left:
+        if not self.connector.streaming.slots_left:
             self._target.make_room()
         self.load.before_batch(self, generation)
         if not self.run.started:
             self.run.started = self.run.reported = time.monotonic()
-        pair = self.connector.acquire_stream_connections()
+        pair = self.connector.streaming.acquire()
         if pair is None:
             msg = "no free connection for a new batch; the target drains a sink first"
             raise InternalError(msg)
@@ -201,7 +201,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
 
         def attempt() -> None:
             if lost[0]:
-                pair = self.connector.acquire_stream_connections()
+                pair = self.connector.streaming.acquire()
                 if pair is None:  # pragma: no cover - the sink's own pair was handed back
                     msg = "no free connection to retry a batch"
                     raise InternalError(msg)
@@ -248,7 +248,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
 
     def _release_connections(self) -> None:
         if self._connections is not None:
-            self.connector.release_stream_connections(self._connections)
+            self.connector.streaming.release(self._connections)
             self._connections = None
 
     def clean_up(self) -> None:

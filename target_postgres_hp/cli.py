@@ -1,0 +1,90 @@
+"""The command line's two jobs beyond the SDK's: read the `--config` files (and, with `ENV`,
+check the environment's setting names), and turn every refusal into one sentence on the log
+and exit status 1, never a traceback (SPEC §2, §9)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+import psycopg
+from singer_sdk.plugin_base import _ConfigInput
+
+from target_postgres_hp.config import read_config_file, unknown_environment_settings
+from target_postgres_hp.errors import (
+    BadInput,
+    ConfigError,
+    PermissionMissing,
+    TargetError,
+    first_line,
+)
+
+if TYPE_CHECKING:
+    from target_postgres_hp.target import TargetPostgresHP
+
+
+def read_configs(
+    logger: logging.Logger, ctx: click.Context, value: tuple[str, ...]
+) -> _ConfigInput:
+    """Read the `--config` files; one that is not a config file ends the run with one
+    sentence (SPEC §2)."""
+    config: dict[str, Any] = {}
+    for path in value:
+        if path == "ENV":
+            continue
+        try:
+            config |= read_config_file(path)
+        except ConfigError as error:
+            logger.error("%s", error)
+            ctx.exit(1)
+    if "ENV" in value:
+        problems = unknown_environment_settings(os.environ)
+        for problem in problems:
+            logger.error("%s", problem)
+        if problems:
+            ctx.exit(1)
+    return _ConfigInput(config=config, parse_env="ENV" in value)
+
+
+def run(cls: type[TargetPostgresHP], config: _ConfigInput, file_input: Any) -> None:
+    """Run the target; a refusal is logged as one sentence and exits 1, no traceback."""
+    target: TargetPostgresHP | None = None
+    try:
+        target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+        _ = target.target_connector
+        try:
+            target.listen(file_input)
+        except (BadInput, PermissionMissing):
+            # Keep everything read before the bad line (or the SCHEMA of a stream whose
+            # schema is refused), and the state that covers it.
+            target.drain_all()
+            raise
+    except (TargetError, psycopg.Error) as error:
+        # A statement the lock watch cancelled fails wherever it was; the watch says why.
+        gave_up = target.lock_wait_refusal if target is not None else None
+        if gave_up is not None:
+            cls.logger.error("%s.", gave_up)
+        elif isinstance(error, TargetError):
+            for line in str(error).splitlines():
+                cls.logger.error("%s", line)
+        else:
+            cls.logger.error("%s", database_refusal(error))
+        sys.exit(1)
+    finally:
+        if target is not None:
+            target.dispose()
+
+
+def database_refusal(error: psycopg.Error) -> str:
+    """One sentence for a database error no step of the target turned into its own."""
+    diag = error.diag
+    reason = diag.message_primary or first_line(error)
+    where = f" (table {diag.schema_name}.{diag.table_name})" if diag.table_name else ""
+    state = f", SQLSTATE {diag.sqlstate}" if diag.sqlstate else ""
+    return (
+        f"The database refused the load{where}: {reason}{state}. Every record before the last"
+        " STATE this run emitted is committed: fix the cause and run again from that state"
+    )

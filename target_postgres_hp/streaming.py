@@ -1,0 +1,87 @@
+"""The connections streaming batches hold: each sink's batch streams over a pair (raw and
+final table) taken from the run's one pool and kept between the sink's batches' rows until it
+commits. A bounded number of pairs is out at once; a sink that finds none free has the target
+commit the batch that waited longest (`runs.KeepsRuns.make_room`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.pool import PoolProxiedConnection
+
+from target_postgres_hp.errors import InternalError
+from target_postgres_hp.loading import PgConnection
+
+#: Sinks that may stream a batch at once; each holds two connections meanwhile.
+MAX_STREAMING_BATCHES = 8
+
+
+def driver(handle: PoolProxiedConnection) -> PgConnection:
+    """The psycopg connection under a pooled handle."""
+    connection = handle.driver_connection
+    if not isinstance(connection, psycopg.Connection):
+        msg = "the engine must use the psycopg driver"
+        raise InternalError(msg)
+    return connection
+
+
+class StreamingPairs:
+    """Hands out and takes back the pairs of pooled connections batches stream over."""
+
+    def __init__(self, engine: Callable[[], sa.Engine]) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        #: The pool's handles of the connections out, by connection.
+        self._checked_out: dict[int, PoolProxiedConnection] = {}
+        self._pairs_out = 0
+
+    @property
+    def slots_left(self) -> int:
+        """How many more sinks can start a streaming batch without waiting."""
+        return MAX_STREAMING_BATCHES - self._pairs_out
+
+    def acquire(self) -> tuple[PgConnection, PgConnection] | None:
+        """Two pooled connections for one sink's streaming batch (raw and final), or None when
+        `MAX_STREAMING_BATCHES` batches already hold theirs."""
+        with self._lock:
+            if self._pairs_out >= MAX_STREAMING_BATCHES:
+                return None
+            self._pairs_out += 1
+        handles: list[PoolProxiedConnection] = []
+        try:
+            for _ in range(2):
+                handles.append(self._engine().raw_connection())
+        except BaseException:
+            for handle in handles:
+                handle.close()
+            with self._lock:
+                self._pairs_out -= 1
+            raise
+        pair = tuple(driver(handle) for handle in handles)
+        with self._lock:
+            for conn, handle in zip(pair, handles, strict=True):
+                self._checked_out[id(conn)] = handle
+        return pair[0], pair[1]
+
+    def release(self, pair: tuple[PgConnection, PgConnection]) -> None:
+        """Take back a sink's connections once its batch is committed or rolled back; a
+        connection lost or left inside a transaction is closed instead of kept."""
+        with self._lock:
+            self._pairs_out -= 1
+            handles = [self._checked_out.pop(id(conn)) for conn in pair]
+        for conn, handle in zip(pair, handles, strict=True):
+            if conn.closed or conn.broken or conn.info.transaction_status:
+                handle.invalidate()
+            else:
+                handle.close()
+
+    def close(self) -> None:
+        """Close the connections of batches a failure left open: never committed."""
+        with self._lock:
+            held = list(self._checked_out.values())
+            self._checked_out.clear()
+        for handle in held:
+            handle.invalidate()

@@ -1,0 +1,95 @@
+"""Stream locks (SPEC §9): a run holds, until it ends, a lock per stream it loads, so two runs
+never load the same stream's tables at once; a second run waits up to `lock_wait_seconds`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import psycopg
+
+from target_postgres_hp import sql
+from target_postgres_hp.errors import StreamLocked
+from target_postgres_hp.loading import PgConnection
+
+logger = logging.getLogger("target-postgres-hp.connector")
+
+
+class StreamLocks:
+    """Session-level advisory locks on a connection of their own, so they are released when
+    the run ends, however it ends."""
+
+    def __init__(self, open_connection: Callable[[], PgConnection], wait_seconds: int) -> None:
+        self._open = open_connection
+        self._wait_seconds = wait_seconds
+        #: The session holding the locks, and the names locked.
+        self._session: PgConnection | None = None
+        self._locked: set[str] = set()
+
+    def take(self, stream: str, name: str) -> None:
+        """Hold, until the run ends, the lock that keeps two runs from loading the same
+        stream's tables at once (SPEC §9); wait up to `lock_wait_seconds` for another run
+        holding it. `name` identifies the tables (the raw table's schema-qualified name).
+
+        The lock is a session-level advisory lock on a connection of its own, so it is
+        released when the run ends, however it ends.
+        """
+        session = self._session
+        if session is None or session.closed or session.broken:
+            session = self._reopen()
+        if name in self._locked:
+            return
+        key = (sql.LOCK_CLASS, name)
+        got = session.execute(sql.TRY_LOCK, key).fetchone()
+        if not (got and got[0]):
+            wait = self._wait_seconds
+            refusal = (
+                f"Another run is loading stream {stream} (tables {name}) into this database;"
+                f" waited {wait} s for it to finish. Run the two one after the other, or raise"
+                " lock_wait_seconds"
+            )
+            if wait <= 0:
+                raise StreamLocked(refusal)
+            logger.warning(
+                "Another run is loading stream %s (tables %s); waiting up to %s s for it",
+                stream,
+                name,
+                wait,
+            )
+            session.execute(sql.set_lock_timeout(wait * 1000))
+            try:
+                session.execute(sql.LOCK, key)
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+                raise StreamLocked(refusal) from None
+            finally:
+                session.execute(sql.set_lock_timeout(0))
+            logger.info("Stream %s: the other run has finished; loading", stream)
+        self._locked.add(name)
+
+    def _reopen(self) -> PgConnection:
+        """A new session for the stream locks. When the old one was lost, its locks went with
+        it: they are taken again, unless another run took one meanwhile."""
+        if self._session is not None:
+            self._session.close()
+        session = self._session = self._open()
+        session.autocommit = True
+        for name in sorted(self._locked):
+            got = session.execute(sql.TRY_LOCK, (sql.LOCK_CLASS, name)).fetchone()
+            if not (got and got[0]):
+                msg = (
+                    f"Lost the connection that held this run's lock on tables {name}, and"
+                    " another run has taken them since: run again when it is done"
+                )
+                raise StreamLocked(msg)
+        if self._locked:
+            logger.warning(
+                "Reconnected and took again this run's stream locks (%s)",
+                ", ".join(sorted(self._locked)),
+            )
+        return session
+
+    def close(self) -> None:
+        """Release every lock (by closing their session)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
