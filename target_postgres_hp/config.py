@@ -40,11 +40,13 @@ from target_postgres_hp.settings_schema import (
     DEFAULTS,
     LOAD_METHOD_NAMES,
     SSL_MODES,
+    TABLE_LAYOUTS,
     TUNNEL_METHODS,
     UNENCRYPTED_MODES,
     CdcDeletionMode,
     LoadMethod,
     SSLMode,
+    TableLayout,
     TunnelMethod,
 )
 
@@ -57,6 +59,7 @@ __all__ = [
     "ENV_PREFIX",
     "LOAD_METHOD_NAMES",
     "SSL_MODES",
+    "TABLE_LAYOUTS",
     "TUNNEL_METHODS",
     "UNENCRYPTED_MODES",
     "CdcDeletionMode",
@@ -64,6 +67,7 @@ __all__ = [
     "SSLMode",
     "SSLSettings",
     "Settings",
+    "TableLayout",
     "TunnelMethod",
     "TunnelSettings",
     "is_local_host",
@@ -93,7 +97,8 @@ class Settings:
     drop_cascade: bool
     load_method: LoadMethod | None
     stream_load_methods: dict[str, LoadMethod]
-    disable_type_dedupe: bool
+    #: Which tables records go to (SPEC §4.5); `disable_type_dedupe` is raw_only.
+    table_layout: TableLayout
     cdc_deletion_mode: CdcDeletionMode
     namespace_definition: NamespaceDefinition
     namespace_format: str
@@ -107,6 +112,11 @@ class Settings:
     def default_schema(self) -> str:
         """Schema of the final tables of streams without a namespace."""
         return self.schemas[0]
+
+    @property
+    def final_tables(self) -> bool:
+        """Whether the layout writes typed final tables."""
+        return self.table_layout != "raw_only"
 
     @property
     def embedded(self) -> bool:
@@ -201,6 +211,7 @@ class _Builder(ConfigReader):
                 "use require, verify-ca or verify-full, or reach the server through "
                 "tunnel_method (SSH)",
             )
+        table_layout = self._table_layout()
         if self.problems:
             raise ConfigError(self.problems)
         return Settings(
@@ -217,7 +228,7 @@ class _Builder(ConfigReader):
             drop_cascade=bool(self.value("drop_cascade")),
             load_method=load_method,
             stream_load_methods=stream_methods,
-            disable_type_dedupe=bool(self.value("disable_type_dedupe")),
+            table_layout=table_layout,
             cdc_deletion_mode=self.value("cdc_deletion_mode"),
             namespace_definition=definition,
             namespace_format=namespace_format,
@@ -229,6 +240,21 @@ class _Builder(ConfigReader):
                 self.value("embedded_data_directory", empty_is_unset=True)
             ).expanduser(),
         )
+
+    def _table_layout(self) -> TableLayout:
+        """`table_layout`, with `disable_type_dedupe` as another way to say raw_only."""
+        raw_only = bool(self.value("disable_type_dedupe"))
+        chosen = self.config.get("table_layout")
+        if raw_only and chosen not in (None, "raw_only"):
+            self.problem(
+                "disable_type_dedupe",
+                f"is true (raw tables only) while table_layout is {chosen}",
+                "set only table_layout",
+            )
+        if raw_only:
+            return "raw_only"
+        layout: TableLayout = self.value("table_layout")
+        return layout
 
     def _schemas(self) -> tuple[str, ...]:
         default = (DEFAULTS["schema"],)

@@ -291,7 +291,7 @@ class Database:
                 "or set the raw_data_schema setting to a schema the target can create itself",
             )
         ]
-        if not settings.disable_type_dedupe:
+        if settings.final_tables:
             avoid = "or set the schema setting to a schema the target can create itself"
             schemas.insert(0, (final_identifier(settings.default_schema), avoid))
             fixed = settings.namespace_format

@@ -258,6 +258,12 @@ class PostgresConnector(SQLConnector):
                     using = change[1] if change else "{}::" + type_name
                     conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
 
+    def has_table(self, schema: str, table: str) -> bool:
+        """Whether a table exists."""
+        with self.raw_connection() as conn:
+            found = conn.execute(sql.RELATION_COMMENT, (schema, table, sql.TABLE_KINDS))
+            return found.fetchone() is not None
+
     def has_rows(self, schema: str, table: str) -> bool:
         """Whether a table holds any row."""
         with self.raw_connection() as conn:

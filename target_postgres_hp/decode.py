@@ -54,6 +54,8 @@ class RecordDecoder:
         fields: RecordFields,
         caster: RowCaster | None = None,
         markers: list[tuple[str, int]] = [],  # noqa: B006 - never mutated
+        *,
+        raw_json: bool = True,
     ) -> None:
         self.stream = stream
         self.keys = keys
@@ -63,6 +65,8 @@ class RecordDecoder:
         #: The deletion markers (property, position among the fast way's values).
         self._markers = [prop for prop, _ in markers]
         self._marker_positions = [position for _, position in markers]
+        #: Whether the layout keeps the record's JSON (a raw table); else it is not made.
+        self._raw_json = raw_json
 
     def from_text(self, text: msgspec.Raw, short: bool) -> Decoded | None:
         """A record as the JSON text of its line (`short`: the line had at most
@@ -102,7 +106,7 @@ class RecordDecoder:
         if typed[1] and self._key_set:
             self._refuse_unstorable_key(typed[1], data.get)
         deletes = any(data.get(marker) is not None for marker in self._markers)
-        return data_json(data), changes, typed, deletes
+        return data_json(data) if self._raw_json else "", changes, typed, deletes
 
     def _refuse_unstorable_key(
         self, changes: list[dict[str, str]], value_of: Callable[[str], object]

@@ -19,7 +19,7 @@ def open_load(
     connector: PostgresConnector,
     side: tuple[str, str],
     like: tuple[str, str],
-    raw: tuple[str, str],
+    raw: tuple[str, str] | None,
     stream: str,
     generation: int | None,
 ) -> str | None:
@@ -71,7 +71,7 @@ def _continue_completed_load(
     conn: PgConnection,
     side: tuple[str, str],
     like: tuple[str, str],
-    raw: tuple[str, str],
+    raw: tuple[str, str] | None,
     stream: str,
     generation: int,
 ) -> str | None:
@@ -81,7 +81,8 @@ def _continue_completed_load(
         return None
     if conn.execute(sql.other_generation(*like), (generation,)).fetchone() is not None:
         return None
-    started = conn.execute(sql.first_raw_id_of_generation(*raw), (generation,)).fetchone()
+    # Without a raw table (direct layout) the live rows tell where the load's records start.
+    started = conn.execute(sql.first_raw_id_of_generation(*(raw or like)), (generation,)).fetchone()
     if started is None or started[0] is None:
         return None
     since = str(started[0])
@@ -104,12 +105,13 @@ def replace_contents(
     connector: PostgresConnector,
     final: tuple[str, str] | None,
     side: tuple[str, str] | None,
-    raw: tuple[str, str],
+    raw: tuple[str, str] | None,
     since: str | None,
 ) -> int:
     """End a full refresh atomically (SPEC §6.1): the final table's rows become the side
-    table's, inside the existing table so views on it stay; the side table goes; raw rows
-    of earlier loads go. Returns the number of rows the load left (final, else raw)."""
+    table's, inside the existing table so views on it stay; the side table goes; raw rows of
+    earlier loads go (when the layout has a raw table). Returns the number of rows the load
+    left (final, else raw)."""
     with connector.serial_connection() as conn:
         count = 0
         if final is not None and side is not None:
@@ -122,11 +124,12 @@ def replace_contents(
                 conn.execute(sql.delete_all(*final))
             count = conn.execute(sql.insert_from(*final, *side, columns)).rowcount
             conn.execute(sql.drop_table(*side))
-        if since is not None:
-            conn.execute(sql.delete_raw_before(*raw), (since,))
-        else:
-            conn.execute(sql.delete_all(*raw))
-        if final is None:
-            found = conn.execute(sql.count_rows(*raw)).fetchone()
-            count = found[0] if found else 0
+        if raw is not None:
+            if since is not None:
+                conn.execute(sql.delete_raw_before(*raw), (since,))
+            else:
+                conn.execute(sql.delete_all(*raw))
+            if final is None:
+                found = conn.execute(sql.count_rows(*raw)).fetchone()
+                count = found[0] if found else 0
     return count

@@ -3,6 +3,7 @@ by name in `LAYOUTS`. Each makes the stream's `plan.StreamPlan` from its SCHEMA,
 evolving its tables on the way.
 
 - `raw_and_final`: every record in the raw table as received, and typed into the final table.
+- `direct`: the typed final table alone (SPEC §4.5), as the destination's direct load.
 - `raw_only` (`disable_type_dedupe`): the raw table alone; a later typed run types what it left.
 """
 
@@ -45,15 +46,24 @@ class Layout(Protocol):
     def plan(self, planning: Planning) -> StreamPlan: ...
 
 
+def _lock(planning: Planning) -> tuple[str, str]:
+    """Lock the stream's tables for this run; return the raw schema and the raw table's name
+    (whether the layout makes it or not: the lock is named after it in every layout, so runs
+    of one stream in different layouts exclude each other too)."""
+    settings, stream = planning.connector.settings, planning.schema.stream
+    place = settings.place(stream)
+    raw_schema = raw_identifier(settings.raw_data_schema)
+    planning.connector.stream_locks.take(stream, f"{raw_schema}.{place.raw_table}")
+    return raw_schema, place.raw_table
+
+
 def _raw_table(planning: Planning) -> tuple[str, str]:
     """Lock the stream's tables for this run and create its raw table if missing."""
-    schema, connector = planning.schema, planning.connector
-    settings = connector.settings
-    place = settings.place(schema.stream)
-    raw_schema = raw_identifier(settings.raw_data_schema)
-    connector.stream_locks.take(schema.stream, f"{raw_schema}.{place.raw_table}")
-    table = connector.prepare_raw_table(
-        raw_schema, place.raw_table, schema.stream, place.final_schema, place.table
+    raw_schema, name = _lock(planning)
+    stream = planning.schema.stream
+    place = planning.connector.settings.place(stream)
+    table = planning.connector.prepare_raw_table(
+        raw_schema, name, stream, place.final_schema, place.table
     )
     return raw_schema, table
 
@@ -65,12 +75,14 @@ class RawOnly:
 
     def plan(self, planning: Planning) -> StreamPlan:
         schema, keys = planning.schema, planning.schema.keys
+        raw = _raw_table(planning)
         return StreamPlan(
             stream=schema.stream,
             placement=planning.connector.settings.place(schema.stream),
             layout=self,
             load=planning.load,
-            raw=_raw_table(planning),
+            raw=raw,
+            helpers=raw,
             decoder=RecordDecoder(schema.stream, keys, RecordFields([], frozenset(), keys)),
         )
 
@@ -81,73 +93,111 @@ class RawAndFinal:
     name = "raw_and_final"
 
     def plan(self, planning: Planning) -> StreamPlan:
-        """Create the raw table, create or evolve the final table, match its key index to the
-        load method, plan the casts, then let the load method ready its own tables."""
-        schema, load, connector, logger = (
-            planning.schema,
-            planning.load,
-            planning.connector,
-            planning.logger,
+        """Create the raw table, then plan the final table (`_typed_plan`); typing starts with
+        the raw rows an earlier raw-only run left untyped."""
+        stream = planning.schema.stream
+        planning.connector.check_schema(
+            planning.connector.settings.place(stream).final_schema, stream
         )
-        stream, settings = schema.stream, connector.settings
-        place = settings.place(stream)
-        final_schema = place.final_schema
-        connector.check_schema(final_schema, stream)
         raw = _raw_table(planning)
-        table, columns, vacated = connector.prepare_final_table(
-            final_schema,
-            place.final_table,
-            stream,
-            [
-                (prop, final_identifier(prop), column_type(spec))
-                for prop, spec in schema.properties.items()
-            ],
-        )
-        positions = {column.prop: index for index, column in enumerate(columns)}
-        names = [column.name for column in columns]
-        keys = _key_columns(schema, positions, names, load, logger)
-        cursor = _cursor_column(schema, positions, names, logger)
-        key_types = (
-            None
-            if connector.nulls_not_distinct or not keys
-            else [columns[positions[key]].catalog_type for key in schema.keys]
-        )
-        connector.prepare_key_index(final_schema, table, keys, cursor, key_types)
-        deleting = bool(keys) and settings.cdc_deletion_mode == "hard_delete"
-        markers = [m for m in DELETION_MARKERS if m in positions] if deleting else []
-        caster, fields = _casts(schema, columns, positions, markers, connector.server_version)
-        final = FinalTarget(
-            schema=final_schema,
-            table=table,
-            columns=names,
-            keys=keys,
-            key_types=key_types,
-            cursor=cursor,
-            deleted=[(names[positions[marker]], marker) for marker in markers],
-            vacated=vacated,
-        )
-        plan = StreamPlan(
-            stream=stream,
-            placement=place,
-            layout=self,
-            load=load,
-            raw=raw,
-            decoder=RecordDecoder(
+        return _typed_plan(self, planning, raw, raw)
+
+
+class Direct:
+    """The typed final table alone (SPEC §4.5), as the destination's direct load."""
+
+    name = "direct"
+
+    def plan(self, planning: Planning) -> StreamPlan:
+        """Plan the final table (`_typed_plan`); a raw table another layout left is left
+        alone, and said so."""
+        connector, stream = planning.connector, planning.schema.stream
+        connector.check_schema(connector.settings.place(stream).final_schema, stream)
+        helpers = _lock(planning)
+        if connector.has_table(*helpers):
+            planning.logger.info(
+                "Stream %s: raw table %s.%s, which the raw_and_final or raw_only layout wrote,"
+                " is left alone: the direct layout writes the final table only (raw rows an"
+                " earlier raw-only run left untyped stay untyped until a raw_and_final run)",
                 stream,
-                schema.keys,
-                fields,
-                caster,
-                [(marker, positions[marker]) for marker in markers],
-            ),
-            final=final,
-        )
-        load.prepare_final(
-            plan,
-            connector,
-            planning.run,
-            lambda: type_untyped_raw_rows(plan, caster, connector, settings, logger),
-        )
-        return plan
+                *helpers,
+            )
+        return _typed_plan(self, planning, None, helpers)
+
+
+def _typed_plan(
+    layout: Layout,
+    planning: Planning,
+    raw: tuple[str, str] | None,
+    helpers: tuple[str, str],
+) -> StreamPlan:
+    """Create or evolve the final table, match its key index to the load method, plan the
+    casts, then let the load method ready its own tables."""
+    schema, load, connector, logger = (
+        planning.schema,
+        planning.load,
+        planning.connector,
+        planning.logger,
+    )
+    stream, settings = schema.stream, connector.settings
+    place = settings.place(stream)
+    final_schema = place.final_schema
+    table, columns, vacated = connector.prepare_final_table(
+        final_schema,
+        place.final_table,
+        stream,
+        [
+            (prop, final_identifier(prop), column_type(spec))
+            for prop, spec in schema.properties.items()
+        ],
+    )
+    positions = {column.prop: index for index, column in enumerate(columns)}
+    names = [column.name for column in columns]
+    keys = _key_columns(schema, positions, names, load, logger)
+    cursor = _cursor_column(schema, positions, names, logger)
+    key_types = (
+        None
+        if connector.nulls_not_distinct or not keys
+        else [columns[positions[key]].catalog_type for key in schema.keys]
+    )
+    connector.prepare_key_index(final_schema, table, keys, cursor, key_types)
+    deleting = bool(keys) and settings.cdc_deletion_mode == "hard_delete"
+    markers = [m for m in DELETION_MARKERS if m in positions] if deleting else []
+    caster, fields = _casts(schema, columns, positions, markers, connector.server_version)
+    final = FinalTarget(
+        schema=final_schema,
+        table=table,
+        columns=names,
+        keys=keys,
+        key_types=key_types,
+        cursor=cursor,
+        deleted=[(names[positions[marker]], marker) for marker in markers],
+        vacated=vacated,
+    )
+    plan = StreamPlan(
+        stream=stream,
+        placement=place,
+        layout=layout,
+        load=load,
+        raw=raw,
+        helpers=helpers,
+        decoder=RecordDecoder(
+            stream,
+            schema.keys,
+            fields,
+            caster,
+            [(marker, positions[marker]) for marker in markers],
+            raw_json=raw is not None,
+        ),
+        final=final,
+    )
+
+    def recover() -> None:
+        if raw is not None:
+            type_untyped_raw_rows(plan, caster, connector, settings, logger)
+
+    load.prepare_final(plan, connector, planning.run, recover)
+    return plan
 
 
 def _key_columns(
@@ -224,7 +274,7 @@ def type_untyped_raw_rows(
     (`disable_type_dedupe`), oldest first, before this run's records (SPEC §9). Each chunk is
     written and marked typed in one transaction."""
     final, raw = plan.final, plan.raw
-    if final is None:
+    if final is None or raw is None:
         return
     with connector.raw_connection() as conn:
         if conn.execute(sql.has_untyped(*raw)).fetchone() is None:
@@ -284,9 +334,11 @@ def type_untyped_raw_rows(
 
 
 #: The layouts by name; a new one is a class above and a line here, plus its setting and docs.
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (RawAndFinal(), RawOnly())}
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout for layout in (RawAndFinal(), Direct(), RawOnly())
+}
 
 
 def layout_for(settings: Settings) -> Layout:
-    """The layout the settings choose."""
-    return LAYOUTS["raw_only" if settings.disable_type_dedupe else "raw_and_final"]
+    """The layout the settings choose (`table_layout`)."""
+    return LAYOUTS[settings.table_layout]

@@ -167,14 +167,14 @@ class BatchWriter:
         self,
         raw_conn: PgConnection,
         final_conn: PgConnection,
-        raw_schema: str,
-        raw_table: str,
+        raw: tuple[str, str] | None,
         final: FinalTarget | None,
     ) -> None:
         self.raw_conn = raw_conn
         self.final_conn = final_conn
-        self.raw_schema, self.raw_table = raw_schema, raw_table
-        self.raw_statement = sql.copy_into(raw_schema, raw_table, sql.RAW_COPY_COLUMNS)
+        #: The raw table; None in the direct layout, whose batches write the final table only.
+        self.raw = raw
+        self.raw_statement = sql.copy_into(*raw, sql.RAW_COPY_COLUMNS) if raw else None
         self.final = final
         self.loaded_at = datetime.now(timezone.utc).isoformat() if final is not None else None
         self._raw_stack = ExitStack()
@@ -190,6 +190,12 @@ class BatchWriter:
         self.lost: psycopg.OperationalError | None = None
         #: Set once the final table's transaction is committed (the raw one follows).
         self.final_committed = False
+        self._opened = False
+
+    @property
+    def records(self) -> int:
+        """How many records the batch holds."""
+        return max(len(self.raw_rows), len(self.final_rows))
 
     @property
     def connection_lost(self) -> bool:
@@ -197,8 +203,10 @@ class BatchWriter:
         return any(conn.closed or conn.broken for conn in (self.raw_conn, self.final_conn))
 
     def _open(self) -> None:
-        raw_cursor = self._raw_stack.enter_context(self.raw_conn.cursor())
-        self._raw_copy = self._raw_stack.enter_context(raw_cursor.copy(self.raw_statement))
+        self._opened = True
+        if self.raw_statement is not None:
+            raw_cursor = self._raw_stack.enter_context(self.raw_conn.cursor())
+            self._raw_copy = self._raw_stack.enter_context(raw_cursor.copy(self.raw_statement))
         final, conn = self.final, self.final_conn
         if final is None:
             return
@@ -211,19 +219,21 @@ class BatchWriter:
             final_cursor.copy(sql.copy_into(final.schema, final.table, final.all_columns))
         )
 
-    def add(self, raw_row: tuple[Any, ...], final_row: list[Any] | None) -> None:
-        """Send one record's rows (and keep them). A lost connection is remembered for the
-        commit, which raises it."""
-        self.raw_rows.append(raw_row)
+    def add(self, raw_row: tuple[Any, ...] | None, final_row: list[Any] | None) -> None:
+        """Send one record's rows (and keep them): its raw row unless the layout has no raw
+        table, its final row unless it has no final table. A lost connection is remembered
+        for the commit, which raises it."""
+        if raw_row is not None:
+            self.raw_rows.append(raw_row)
         if final_row is not None:
             self.final_rows.append(final_row)
         if self.lost is not None:
             return
         try:
-            if self._raw_copy is None:
+            if not self._opened:
                 self._open()
-            assert self._raw_copy is not None
-            self._raw_copy.write_row(raw_row)
+            if raw_row is not None and self._raw_copy is not None:
+                self._raw_copy.write_row(raw_row)
             if final_row is not None and self._final_copy is not None:
                 self._final_copy.write_row(final_row)
         except psycopg.OperationalError as error:
@@ -236,7 +246,7 @@ class BatchWriter:
         final then raw."""
         if self.lost is not None:
             raise self.lost
-        if self._raw_copy is None:
+        if not self._opened:
             self._open()
         final, conn = self.final, self.final_conn
         self._raw_stack.close()
@@ -266,11 +276,14 @@ class BatchWriter:
         """The same batch on new connections, for a retry; the final table's part is left out
         when it was already committed."""
         final = None if self.final_committed else self.final
-        writer = BatchWriter(raw_conn, final_conn, self.raw_schema, self.raw_table, final)
+        writer = BatchWriter(raw_conn, final_conn, self.raw, final)
         writer.saw_delete = self.saw_delete
-        rows = self.final_rows if final is not None else []
-        for index, raw_row in enumerate(self.raw_rows):
-            writer.add(raw_row, rows[index] if rows else None)
+        raw_rows = self.raw_rows if self.raw is not None else []
+        final_rows = self.final_rows if final is not None else []
+        for index in range(max(len(raw_rows), len(final_rows))):
+            writer.add(
+                raw_rows[index] if raw_rows else None, final_rows[index] if final_rows else None
+            )
         return writer
 
     def abort(self) -> None:

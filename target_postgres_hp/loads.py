@@ -72,7 +72,7 @@ class LoadMethod:
         if final is None:
             return
         if final.deleted:
-            tombstones = (plan.raw[0], derived_name(plan.raw[1], "deletes"))
+            tombstones = (plan.helpers[0], derived_name(plan.helpers[1], "deletes"))
             connector.prepare_companion(
                 *tombstones,
                 (final.schema, final.table),
@@ -103,14 +103,14 @@ class LoadMethod:
         tables = stream.plan.tables()
         removed = stream.retrying(
             "applying ACTIVATE_VERSION to",
-            lambda: stream.connector.keep_generation(tables, version),
+            lambda: stream.connector.keep_generation([table for _, table in tables], version),
         )
         stream.logger.info(
             "ACTIVATE_VERSION %s of stream %s applied: %s rows of other versions removed",
             version,
             stream.stream_name,
             " and ".join(
-                f"{count} {kind}" for count, kind in zip(removed, ("raw", "final"), strict=False)
+                f"{count} {kind}" for count, (kind, _) in zip(removed, tables, strict=True)
             ),
         )
 
@@ -236,7 +236,8 @@ def _finish_load(stream: Loading) -> None:
             lambda: _prepare_side(plan, connector, run, fresh=True, generation=generation),
         )
     side = (plan.final.schema, plan.final.table) if plan.final is not None else None
-    where = ".".join(plan.replaces or plan.raw)
+    replaced = plan.replaces or plan.raw
+    where = ".".join(replaced) if replaced is not None else plan.stream
     try:
         count = stream.retrying(
             "ending the full refresh of",

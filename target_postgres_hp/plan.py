@@ -50,27 +50,30 @@ class StreamPlan:
     placement: Placement
     layout: Layout
     load: LoadMethod
-    #: The raw table (schema, name).
-    raw: tuple[str, str]
+    #: The raw table (schema, name); None in the direct layout.
+    raw: tuple[str, str] | None
+    #: The schema of the stream's helper tables (removed keys) and the name theirs derive
+    #: from: the raw table's, made or not.
+    helpers: tuple[str, str]
     decoder: RecordDecoder
     #: Where typed rows go; None without a final table (raw only).
     final: FinalTarget | None = None
     #: A full refresh's live final table (the load is built in `final`, its side table).
     replaces: tuple[str, str] | None = None
 
-    def tables(self) -> list[tuple[str, str]]:
-        """Every table holding the stream's rows: raw, final, removed keys."""
-        tables = [self.raw]
+    def tables(self) -> list[tuple[str, tuple[str, str]]]:
+        """Every table holding the stream's rows, with its kind: raw, final, removed keys."""
+        tables = [("raw", self.raw)] if self.raw is not None else []
         if self.final is not None:
-            tables.append((self.final.schema, self.final.table))
+            tables.append(("final", (self.final.schema, self.final.table)))
             if self.final.tombstones is not None:
-                tables.append(self.final.tombstones)
+                tables.append(("removed keys", self.final.tombstones))
         return tables
 
     def describe(self) -> str:
         """Where the stream's rows go, for log lines."""
-        raw = ".".join(self.raw)
+        raw = f"raw table {'.'.join(self.raw)}" if self.raw is not None else ""
         if self.final is None:
-            return f"raw table {raw}"
+            return raw
         final = ".".join(self.replaces or (self.final.schema, self.final.table))
-        return f"{final} (raw table {raw})"
+        return f"{final} ({raw})" if raw else final

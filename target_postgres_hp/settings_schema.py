@@ -35,6 +35,9 @@ LOAD_METHOD_NAMES: dict[str, LoadMethod] = {
 
 CdcDeletionMode = Literal["hard_delete", "soft_delete"]
 
+TableLayout = Literal["raw_and_final", "direct", "raw_only"]
+TABLE_LAYOUTS: tuple[TableLayout, ...] = ("raw_and_final", "direct", "raw_only")
+
 DEFAULT_BATCH_SIZE_ROWS = 10_000
 #: Seconds a run waits for another run loading the same stream (SPEC §9).
 DEFAULT_LOCK_WAIT_SECONDS = 300
@@ -216,7 +219,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "disable_type_dedupe",
         th.BooleanType,
         default=False,
-        description="Write raw tables only (no final tables).",
+        description="Write raw tables only (no final tables): the same as table_layout raw_only.",
+    ),
+    th.Property(
+        "table_layout",
+        th.StringType,
+        allowed_values=list(TABLE_LAYOUTS),
+        default="raw_and_final",
+        description="Which tables a stream's records go to: raw_and_final (a raw table with "
+        "each record as received, and a typed final table), direct (the typed final table "
+        "alone, as the destination's direct load), raw_only (raw tables only).",
     ),
     th.Property(
         "cdc_deletion_mode",

@@ -93,6 +93,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             "setting up the tables of",
             lambda: layout.plan(Planning(schema, self.load, self.connector, self.run, self.logger)),
         )
+        self._writes_raw = self.plan.raw is not None
 
     def add(self, decoded: Decoded, time_extracted: object, version: object, seq: int) -> bool:
         """Stage one record the stream's decoder read (`seq`: its place in the input); True
@@ -114,7 +115,11 @@ class PostgresSink(SQLSink[PostgresConnector]):
         rows = self._rows
         raw_id, extracted_at = rows.id_and_time(time_extracted)
         meta_json = rows.meta_json(changes) if changes else rows.empty_meta
-        raw_row = (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
+        raw_row = (
+            (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
+            if self._writes_raw
+            else None
+        )
         if self._counts_load:
             self.load.staged(run, raw_id)
         if typed is None:
@@ -145,7 +150,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             msg = "no free connection for a new batch; the target drains a sink first"
             raise InternalError(msg)
         self._connections = pair
-        self._writer = BatchWriter(*pair, *self.plan.raw, self.plan.final)
+        self._writer = BatchWriter(*pair, self.plan.raw, self.plan.final)
         return self._writer
 
     def activate_version(self, new_version: int) -> None:
@@ -219,7 +224,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             attempt,
             stream=self.stream_name,
             doing="writing",
-            step_name=f"writing a batch of {len(writer.raw_rows)} records",
+            step_name=f"writing a batch of {writer.records} records",
             logger=self.logger,
             after_failure=failed,
         )

@@ -17,6 +17,7 @@ SPEC_SETTINGS = (
     "load_method",
     "stream_load_methods",
     "disable_type_dedupe",
+    "table_layout",
     "cdc_deletion_mode",
     "ignore_stream_namespace",
     "batch_size_rows",

@@ -86,7 +86,7 @@ def test_the_final_table_commits_before_the_raw_table(
     )
     pair = connector.streaming.acquire()
     assert pair is not None
-    writer = BatchWriter(*pair, SCHEMA, "raw", final_target())
+    writer = BatchWriter(*pair, (SCHEMA, "raw"), final_target())
     for raw_row, final_row in rows(1, 3):
         writer.add(raw_row, final_row)
     with pytest.raises(psycopg.errors.RaiseException, match="raw commit refused"):
@@ -111,7 +111,7 @@ def test_a_batch_lost_before_any_commit_is_replayed_whole(
 ) -> None:
     pair = connector.streaming.acquire()
     assert pair is not None
-    writer = BatchWriter(*pair, SCHEMA, "raw", final_target())
+    writer = BatchWriter(*pair, (SCHEMA, "raw"), final_target())
     kill(pair[1], pg_db.admin())  # the final connection, while rows stream
     for raw_row, final_row in rows(1, 2):
         writer.add(raw_row, final_row)
@@ -140,7 +140,7 @@ def test_a_dedup_batch_meeting_an_existing_key_is_upserted(connector: PostgresCo
     for batch, value in ((rows(1, 2), "a"), (rows(2, 2, "b"), "b"), (rows(3, 1, "c"), "c")):
         pair = connector.streaming.acquire()
         assert pair is not None
-        writer = BatchWriter(*pair, SCHEMA, "raw", final)
+        writer = BatchWriter(*pair, (SCHEMA, "raw"), final)
         for raw_row, final_row in batch:
             writer.add(raw_row, final_row)
         writer.commit()

@@ -35,7 +35,9 @@ generation 0 or that version. The deletion mode is drawn once per sequence: what
 Runs draw `namespace_definition` (source or destination: `sales-orders` then goes to the first
 `schema` as `orders`) and `stream_prefix`, so a sequence moves streams between tables as users
 changing those settings would.
-Not covered: type widening (§7), key changes, `table_layout` other than `raw_and_final`,
+Runs also draw `table_layout` (raw_and_final or direct, §4.5): a direct run's rows have no raw
+rows, and its records are not added to the raw table the model expects.
+Not covered: type widening (§7), key changes, `table_layout: raw_only`,
 `namespace_definition: custom`, SIGTERM, bad input; the raw tables of full-refresh streams are only
 checked to hold the final rows' raw rows (SPEC does not say what else they keep).
 
@@ -258,6 +260,7 @@ class RunPlan:
     records: tuple[RecordPlan, ...]
     namespace_definition: str = "source"
     stream_prefix: str = ""
+    table_layout: str = "raw_and_final"
 
 
 def record_plans(stream: Stream) -> st.SearchStrategy[RecordPlan]:
@@ -306,6 +309,7 @@ def run_plans(draw: st.DrawFn) -> RunPlan:
         ),
         namespace_definition=draw(st.sampled_from(["source", "source", "destination"])),
         stream_prefix=draw(st.sampled_from(["", "", "p_"])),
+        table_layout=draw(st.sampled_from(["raw_and_final", "raw_and_final", "direct"])),
     )
 
 
@@ -475,6 +479,8 @@ class Row:
     arrival: int
     generations: frozenset[int]
     copies: tuple[int, int] = (1, 1)
+    #: Whether its run had raw tables (`table_layout` raw_and_final, not direct).
+    has_raw: bool = True
 
     def rank(self) -> tuple[Any, ...]:
         """§6.3: greatest cursor (NULL lowest), then latest extraction, then latest arrival."""
@@ -499,6 +505,8 @@ class TableModel:
     raw: list[Row] | None = field(default_factory=list)
     #: The last activated table version.
     version: int | None = None
+    #: Whether a run with raw tables (raw_and_final) has loaded it: its raw table exists.
+    raw_made: bool = False
 
     @property
     def name(self) -> str:
@@ -526,20 +534,26 @@ class TableModel:
                 next(arrivals),
                 self.generations(version),
                 (1, 2) if record.label in twice else (1, 1),
+                inp.plan.table_layout == "raw_and_final",
             )
             for record in records
         ]
+        if inp.plan.table_layout == "raw_and_final":
+            self.raw_made = True
         if method == "overwrite":
             # A restarted load without versions is re-sent whole and must not double (§6.1);
             # a keyed one holds each key once.
             exact = version is None or bool(self.stream.keys)
-            self.rows = [Row(r.record, r.arrival, r.generations) if exact else r for r in rows]
+            self.rows = [
+                Row(r.record, r.arrival, r.generations, has_raw=r.has_raw) if exact else r
+                for r in rows
+            ]
             self.deleted.clear()
             self.raw = None
             self.version = version if version is not None else self.version
             return
         if self.raw is not None:
-            self.raw += rows
+            self.raw += [row for row in rows if row.has_raw]
         if method == "append":
             self.rows += rows
             return
@@ -550,7 +564,7 @@ class TableModel:
             competitors = [r for r in (table.get(key), self.deleted.get(key)) if r is not None]
             if any(other.rank() >= row.rank() for other in competitors):
                 continue
-            exact = Row(row.record, row.arrival, row.generations)
+            exact = Row(row.record, row.arrival, row.generations, has_raw=row.has_raw)
             if row.record.deleted and hard:
                 table.pop(key, None)
                 self.deleted[key] = exact
@@ -623,7 +637,8 @@ def check_final(
     assert properties[: len(wanted)] == wanted, f"{where}: columns {properties}, not {wanted}"
     assert {name for name, _ in added} <= may_add, f"{where}: columns {properties}, not {wanted}"
     assert [c for c in columns if c[0].startswith("_airbyte_")] == META_COLUMNS, where
-    raw = {row[0]: row for row in raw_rows(conn, table.raw_name, RAW_SCHEMA)}
+    made = table.raw_made
+    raw = {row[0]: row for row in raw_rows(conn, table.raw_name, RAW_SCHEMA)} if made else {}
     with conn.cursor(row_factory=dict_row) as cursor:
         cursor.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table.schema, table.name)))
         rows = cursor.fetchall()
@@ -655,13 +670,16 @@ def check_final(
             assert meta.get("changes") == [], f"{at}: _airbyte_meta {meta}"
             assert type(meta.get("sync_id")) is int, f"{at}: _airbyte_meta {meta}"
             raw_row = raw.get(row["_airbyte_raw_id"])
+            if not model.has_raw:  # loaded by a direct run: no raw row (§4.5)
+                assert raw_row is None, f"{at}: a direct run's row has a raw row"
+                continue
             assert raw_row is not None, f"{at}: its raw id is not in {table.raw_name}"
             assert raw_row[3] == record.data, f"{at}: raw row {raw_row[3]} in {table.raw_name}"
 
 
 def check_raw(conn: psycopg.Connection[Any], table: TableModel) -> None:
     """The raw table holds every record delivered to its final table, typed (§4.1, §9)."""
-    if table.raw is None:
+    if table.raw is None or not table.raw_made:
         return
     rows = raw_rows(conn, table.raw_name, RAW_SCHEMA)
     label = table.stream.label
@@ -687,11 +705,12 @@ def check_all(conn: psycopg.Connection[Any], model: Model) -> None:
     for schema in FINAL_SCHEMAS:
         wanted = sorted(t.name for t in model.tables.values() if t.schema == schema)
         assert tables_in(conn, schema) == wanted, f"tables of {schema}"
-    raw_names = sorted(t.raw_name for t in model.tables.values())
-    # The target may keep remembered hard deletes beside a raw table, in `<raw table>_deletes`.
-    companions = {f"{name}_deletes" for name in raw_names}
+    raw_names = sorted(t.raw_name for t in model.tables.values() if t.raw_made)
+    # The target may keep remembered hard deletes beside a raw table, in `<raw table>_deletes`
+    # (named so in the direct layout too, which makes no raw table).
+    companions = {f"{t.raw_name}_deletes" for t in model.tables.values()}
     found = [name for name in tables_in(conn, RAW_SCHEMA) if name not in companions]
-    assert found == raw_names, "raw tables: one per final table (§4.1)"
+    assert found == raw_names, "raw tables: one per final table a raw_and_final run loaded (§4.1)"
     for table in model.tables.values():
         check_final(conn, table)
         check_raw(conn, table)
@@ -755,6 +774,8 @@ class LoaderMachine(RuleBasedStateMachine):
             settings["namespace_definition"] = plan.namespace_definition
         if plan.stream_prefix:
             settings["stream_prefix"] = plan.stream_prefix
+        if plan.table_layout != "raw_and_final":
+            settings["table_layout"] = plan.table_layout
         return self.db.config(**settings)
 
     def workdir(self, inp: Input, suffix: str, lines: list[dict[str, Any]]) -> Path:

@@ -41,7 +41,7 @@ def test_defaults() -> None:
     assert s.tunnel.enabled is False
     assert s.drop_cascade is False
     assert s.load_method is None
-    assert s.disable_type_dedupe is False
+    assert s.table_layout == "raw_and_final"
     assert s.cdc_deletion_mode == "hard_delete"
     assert s.ignore_stream_namespace is False
     assert s.batch_size_rows == 10_000
