@@ -9,6 +9,7 @@ Settings are named the way Meltano Hub names them: an object setting with fixed 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,9 +27,10 @@ HUB_FILE = Path(__file__).parents[2] / "hub" / "loaders" / "target-postgres-hp.y
 #: ssl_enable) that a user sets.
 #: Settings whose default Meltano must not pass: the target applies it, or (namespace settings)
 #: an unset value means something (default_target_schema implies destination; Meltano would
-#: expand `${SOURCE_NAMESPACE}` as an environment variable).
+#: expand `${SOURCE_NAMESPACE}` as an environment variable). table_layout: a passed
+#: raw_and_final would contradict a user's disable_type_dedupe.
 DEFAULTS_LEFT_TO_THE_TARGET = frozenset(
-    {"port", "schema", "ssl", "namespace_definition", "namespace_format"}
+    {"port", "schema", "ssl", "namespace_definition", "namespace_format", "table_layout"}
 )
 
 #: Meltano setting kind of each JSON schema type.
@@ -161,3 +163,29 @@ def test_defaults_mirror_the_target() -> None:
         if schema.get("default") is not None and name not in DEFAULTS_LEFT_TO_THE_TARGET
     }
     assert hub_values == defaults
+
+
+def _pyproject_url(name: str) -> str:
+    """A `[project.urls]` entry of pyproject.toml (read without tomllib, which 3.10 lacks)."""
+    text = (HUB_FILE.parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    urls = text.split("[project.urls]", 1)[1].split("\n[", 1)[0]
+    found = re.search(rf'^{name} = "([^"]+)"$', urls, re.MULTILINE)
+    assert found, f"pyproject.toml has no {name} URL"
+    return found[1]
+
+
+def test_install_paths_name_one_repository() -> None:
+    """The package is not on PyPI: Meltano installs it from the repository, with a PEP 508
+    requirement without spaces (Meltano splits pip_url on whitespace), and the README and
+    getting-started pages give the same URL."""
+    repository = _pyproject_url("Repository")
+    definition = hub()
+    assert definition["repo"] == repository
+    assert definition["docs"].startswith(repository)
+    requirement = f"target-postgres-hp[embedded]@git+{repository}.git"
+    assert definition["pip_url"] == requirement
+    root = HUB_FILE.parents[2]
+    for page in (root / "README.md", root / "docs" / "getting-started.md"):
+        text = page.read_text(encoding="utf-8")
+        assert f"pipx install '{requirement}'" in text, page.name
+        assert f"git clone {repository}.git" in text, page.name

@@ -1,31 +1,30 @@
-"""The README's settings table is what `--about --format markdown` prints, row for row."""
+"""The README keeps what CI and a newcomer depend on: the two commands, the install paths, and
+a link to every page of docs/ (the settings table moved to docs/configuration.md, checked by
+tests/unit/test_docs.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import pytest
-
-from target_postgres_hp.target import TargetPostgresHP
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def settings_table(text: str) -> list[str]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| Setting | Required"))
-    table = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        table.append(line.rstrip())
-    return table
+def test_the_two_commands_are_there_as_ci_runs_them() -> None:
+    for script in ("scripts/demo.sh", "scripts/test.sh"):
+        assert (ROOT / script).is_file()
+        assert re.search(rf"^bash {re.escape(script)} ", README, re.MULTILINE), script
+    assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def test_readme_settings_table_is_the_about_output(capsys: pytest.CaptureFixture[str]) -> None:
-    TargetPostgresHP.print_about("markdown")
-    about = settings_table(capsys.readouterr().out)
-    assert len(about) > 40
-    assert settings_table(README.read_text(encoding="utf-8")) == about, (
-        "regenerate the README table with target-postgres-hp --about --format markdown"
-    )
+def test_every_docs_page_is_linked() -> None:
+    linked = set(re.findall(r"\]\((docs/[^)#\s]+\.md)", README))
+    pages = {f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md")}
+    assert pages - linked == set(), "pages the README does not link"
+
+
+def test_install_paths_work_from_a_clone_and_the_dependency_notes_stay() -> None:
+    assert "pipx install '.[embedded]'" in README
+    assert "pip install -e '.[embedded]'" in README
+    assert "**psycopg 3**" in README
