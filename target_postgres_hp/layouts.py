@@ -9,6 +9,7 @@ evolving its tables on the way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from decimal import Decimal
@@ -173,6 +174,7 @@ def _typed_plan(
         cursor=cursor,
         deleted=[(names[positions[marker]], marker) for marker in markers],
         vacated=vacated,
+        shape=_shape(final_schema, table, columns),
     )
     plan = StreamPlan(
         stream=stream,
@@ -198,6 +200,12 @@ def _typed_plan(
 
     load.prepare_final(plan, connector, planning.run, recover)
     return plan
+
+
+def _shape(schema: str, table: str, columns: list[FinalColumn]) -> str:
+    """A short digest of a final table and its columns' names and types."""
+    described = json.dumps([schema, table, [(c.name, c.catalog_type) for c in columns]])
+    return hashlib.blake2s(described.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
 
 
 def _key_columns(

@@ -58,6 +58,9 @@ class FinalTarget:
     #: Columns of the table that no property of the current schema fills (a property removed
     #: from the schema): a winning record sets them NULL (SPEC §6.3, §7).
     vacated: list[str] = field(default_factory=list)
+    #: A short digest of the table's columns and types when the plan was made: the helper
+    #: tables of an upsert are named after it, so a session reuses them until the shape changes.
+    shape: str = ""
 
     @property
     def all_columns(self) -> list[str]:
@@ -71,8 +74,13 @@ class FinalTarget:
 
     @property
     def staging(self) -> str:
-        """The transaction-private table an upsert stages rows in."""
-        return derived_name(self.table, "stage")
+        """The session's table an upsert stages rows in (emptied at each commit)."""
+        return derived_name(self.table, f"stage{self.shape}")
+
+    @property
+    def winners(self) -> str:
+        """The session's table a batch's winner per key goes to (emptied at each commit)."""
+        return derived_name(self.table, f"winners{self.shape}")
 
     @property
     def copy_directly(self) -> bool:
@@ -87,6 +95,15 @@ def _copy_rows(conn: PgConnection, statement: Composed, rows: list[Any]) -> None
             copy.write_row(row)
 
 
+def _session_table(conn: PgConnection, name: str, create: Composed) -> None:
+    """Create a temporary table of the session unless an earlier batch on the same connection
+    did: one per table shape and session, not one per batch, so long runs do not fill the
+    catalog with the dead rows of dropped temporary tables."""
+    found = conn.execute(sql.TEMP_TABLE, (name,)).fetchone()
+    if found is None or found[0] is None:
+        conn.execute(create)
+
+
 def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, deletes: bool) -> None:
     """Stage a batch and merge its winner per key into the table (SPEC §6.3).
 
@@ -95,7 +112,9 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
     their row, and the deletes are recorded.
     """
     columns, keys, cursor = final.all_columns, final.keys, final.cursor
-    conn.execute(sql.create_staging_table(final.staging, final.schema, final.table))
+    _session_table(
+        conn, final.staging, sql.create_staging_table(final.staging, final.schema, final.table)
+    )
     _copy_rows(conn, sql.copy_into("pg_temp", final.staging, columns), rows)
     if not (final.deleted and (deletes or final.has_tombstones)):
         conn.execute(
@@ -110,8 +129,9 @@ def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, del
             )
         )
         return
-    winners = derived_name(final.table, "winners")
-    conn.execute(sql.create_winners_table(winners, final.staging, keys, cursor))
+    winners = final.winners
+    _session_table(conn, winners, sql.create_winners_table(winners, final.staging))
+    conn.execute(sql.fill_winners_table(winners, final.staging, keys, cursor))
     if final.has_tombstones and final.tombstones is not None:
         for statement in sql.discard_beaten_by_tombstones(winners, *final.tombstones, keys, cursor):
             conn.execute(statement)

@@ -18,6 +18,7 @@ from .catalog import comment_on_column as comment_on_column
 from .catalog import comment_on_index as comment_on_index
 from .catalog import comment_on_table as comment_on_table
 from .catalog import create_schema as create_schema
+from .dedup import TEMP_TABLE as TEMP_TABLE
 from .dedup import create_staging_table as create_staging_table
 from .dedup import create_unique_index as create_unique_index
 from .dedup import create_winners_table as create_winners_table
@@ -26,6 +27,7 @@ from .dedup import delete_key_losers as delete_key_losers
 from .dedup import discard_beaten_by_tombstones as discard_beaten_by_tombstones
 from .dedup import distinct_winners as distinct_winners
 from .dedup import drop_index as drop_index
+from .dedup import fill_winners_table as fill_winners_table
 from .dedup import is_delete as is_delete
 from .dedup import key_terms as key_terms
 from .dedup import temp_table as temp_table

@@ -62,19 +62,32 @@ def delete_key_losers(
     )
 
 
+#: Whether the session has a temporary table of that name: NULL when it has none.
+TEMP_TABLE = sql.SQL("SELECT to_regclass(format('pg_temp.%%I', %s::text))")
+
+
 def create_staging_table(staging: str, schema: str, table: str) -> sql.Composed:
-    """A transaction-private table shaped like the final table as it is now."""
-    return sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
+    """The session's table a batch is staged in, shaped like the final table as it is now;
+    emptied at each commit."""
+    return sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DELETE ROWS").format(
         sql.Identifier(staging), sql.Identifier(schema, table)
     )
 
 
-def create_winners_table(
+def create_winners_table(winners: str, staging: str) -> sql.Composed:
+    """The session's table of a staged batch's winners, shaped like the staging table;
+    emptied at each commit."""
+    return sql.SQL("CREATE TEMPORARY TABLE {} (LIKE pg_temp.{}) ON COMMIT DELETE ROWS").format(
+        sql.Identifier(winners), sql.Identifier(staging)
+    )
+
+
+def fill_winners_table(
     winners: str, staging: str, keys: Sequence[str], cursor: str | None
 ) -> sql.Composed:
-    """The staged batch reduced to its winner per key, as a transaction-private table."""
+    """The staged batch reduced to its winner per key."""
     return sql.SQL(
-        "CREATE TEMPORARY TABLE {winners} ON COMMIT DROP AS"
+        "INSERT INTO pg_temp.{winners}"
         " SELECT DISTINCT ON ({keys}) * FROM pg_temp.{staging} ORDER BY {order}"
     ).format(
         winners=sql.Identifier(winners),

@@ -23,7 +23,16 @@ from psycopg.types.json import set_json_loads
 from servers import PgDatabase
 
 from .targetrun import META_COLUMNS as META_LAYOUT
-from .targetrun import Run, messages, raw_rows, record, run_target, schema_message, users_stream
+from .targetrun import (
+    Run,
+    messages,
+    raw_rows,
+    record,
+    run_target,
+    schema_message,
+    users_stream,
+    wait_for_no_loader,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -762,3 +771,51 @@ def test_append_keeps_delete_records_as_rows(target: Target) -> None:
     )
     target.check("users", CDC_TYPES, u)
     target.check("plain", SDC_TYPES, p)
+
+
+def catalog_rows_inserted(admin: psycopg.Connection[Any]) -> int:
+    """Rows inserted into pg_class in the current database, per the statistics (flushed by the
+    target's sessions when they end)."""
+    admin.execute("SELECT pg_stat_clear_snapshot()")
+    found = admin.execute(
+        "SELECT n_tup_ins FROM pg_stat_sys_tables WHERE relname = 'pg_class'"
+    ).fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+@pytest.mark.parametrize("deletes", [False, True], ids=["upserts", "upserts-with-deletes"])
+def test_upsert_batches_reuse_their_session_tables(
+    pg_db: PgDatabase, tmp_path: Path, deletes: bool
+) -> None:
+    """Every batch below meets existing keys, so each is staged and merged; its staging (and
+    winners) tables are the session's, created once, not once per batch, so a long run does
+    not fill the catalog. Before, 60 batches created about 3 pg_class rows each."""
+    properties = {"id": {"type": "integer"}, "v": {"type": "integer"}}
+    if deletes:
+        properties["_sdc_deleted_at"] = {"type": ["string", "null"]}
+    schema = schema_message("items", properties, ["id"])
+    first = run_target(
+        pg_db.config(schema="tap"), messages(schema, record("items", {"id": 1, "v": 0})), tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    admin = pg_db.admin()
+    wait_for_no_loader(admin, pg_db.role.name)
+    before = catalog_rows_inserted(admin)
+    records = [
+        record(
+            "items",
+            {"id": 1 + n % 2, "v": n, **({"_sdc_deleted_at": None} if deletes else {})},
+        )
+        for n in range(1, 61)
+    ]
+    done = run_target(
+        pg_db.config(schema="tap", batch_size_rows=1),
+        messages(schema, *records, {"type": "STATE", "value": {"n": 60}}),
+        tmp_path / "2",
+    )
+    assert done.returncode == 0, done.stderr
+    wait_for_no_loader(admin, pg_db.role.name)
+    assert admin.execute("SELECT id, v FROM tap.items ORDER BY id").fetchall() == [(1, 60), (2, 59)]
+    inserted = catalog_rows_inserted(admin) - before
+    assert inserted < 40, f"{inserted} pg_class rows inserted by 60 upsert batches"

@@ -63,9 +63,18 @@ def test_distinct_winners() -> None:
     )
 
 
-def test_create_winners_table() -> None:
-    assert text(sql.create_winners_table("won", "stage", ["a"], "cur"), rank=RANKED) == (
-        'CREATE TEMPORARY TABLE "won" ON COMMIT DROP AS'
+def test_session_tables_of_an_upsert_are_emptied_at_commit_not_dropped() -> None:
+    assert text(sql.create_staging_table("stage", "s", "t")) == (
+        'CREATE TEMPORARY TABLE "stage" (LIKE "s"."t") ON COMMIT DELETE ROWS'
+    )
+    assert text(sql.create_winners_table("won", "stage")) == (
+        'CREATE TEMPORARY TABLE "won" (LIKE pg_temp."stage") ON COMMIT DELETE ROWS'
+    )
+
+
+def test_fill_winners_table() -> None:
+    assert text(sql.fill_winners_table("won", "stage", ["a"], "cur"), rank=RANKED) == (
+        'INSERT INTO pg_temp."won"'
         ' SELECT DISTINCT ON ("a") * FROM pg_temp."stage" ORDER BY "a", <rank>'
     )
 
