@@ -120,6 +120,11 @@ def same(slow: tuple[list[Any], Any], fast: tuple[list[Any], Any]) -> None:
             assert Decimal(theirs).as_tuple().exponent == Decimal(mine).as_tuple().exponent
         elif isinstance(mine, str) and isinstance(theirs, str) and mine != theirs:
             assert json.loads(mine, parse_float=Decimal) == json.loads(theirs, parse_float=Decimal)
+        elif isinstance(mine, Decimal) and mine.is_nan():
+            # NaN equals nothing, itself included: compare what it is instead.
+            assert isinstance(theirs, Decimal)
+            assert theirs.is_nan()
+            assert theirs.is_signed() == mine.is_signed()
         else:
             assert mine == theirs
             assert type(mine) is type(theirs)

@@ -1,0 +1,301 @@
+"""The casts (SPEC §4.4): plain functions of one JSON value that return the value to write into
+a column of their type (None for NULL) or `UNFIT`: the value does not fit the column, so the
+final table gets NULL and `_airbyte_meta.changes` records the property. They cost no server
+round trip and no per-value PL/pgSQL. Which cast a column type uses is said by its record in
+`pgtypes`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+
+from target_postgres_hp.rawdata import make_storable
+
+
+class _Unfit:
+    """The marker of a value that does not fit its column."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNFIT"
+
+
+UNFIT: Final = _Unfit()
+
+Cast = Callable[[Any], Any]
+
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
+
+
+_JSON = msgspec.json.Encoder(decimal_format="number")
+
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_NON_FINITE_TEXT = {
+    "nan": "NaN",
+    "infinity": "Infinity",
+    "+infinity": "Infinity",
+    "-infinity": "-Infinity",
+    "inf": "Infinity",
+    "+inf": "Infinity",
+    "-inf": "-Infinity",
+}
+_LONG_FRACTION = re.compile(r"[.,](\d{7,})")
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text JSONB accepts (NaN/Infinity become strings).
+
+    The encoder writes a float NaN as `null` and a Decimal NaN as a bare `NaN`; output that
+    might hold either is encoded again from the value with those made strings.
+    """
+    try:
+        encoded = _JSON.encode(value)
+    except UnicodeEncodeError:  # a lone surrogate: replaced, as the raw table has it
+        encoded = b"NaN"
+    if b"NaN" in encoded or b"Infinity" in encoded or b"null" in encoded:
+        encoded = _JSON.encode(make_storable(value)[0])
+    return encoded.decode("utf-8")
+
+
+def _decimal_text(value: Decimal) -> str:
+    if value.is_finite():
+        return str(value)
+    if value.is_nan():
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def cast_string(value: Any) -> Any:
+    """Any scalar as its text; objects and arrays as JSON text."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is Decimal:
+        return _decimal_text(value)
+    if kind is float:
+        return _decimal_text(Decimal(value)) if not math.isfinite(value) else repr(value)
+    return json_text(value)
+
+
+def _integral(value: Decimal) -> Any:
+    # adjusted() is the exponent of the leading digit: anything past 10**18 is beyond BIGINT,
+    # and rejecting it here spares building a huge int from an exponent like 1e1000000000.
+    if not value.is_finite() or value.adjusted() > 18 or value != value.to_integral_value():
+        return UNFIT
+    number = int(value)
+    return number if BIGINT_MIN <= number <= BIGINT_MAX else UNFIT
+
+
+def _numeric_text(value: str) -> Decimal | None:
+    if _NUMERIC_TEXT.fullmatch(value):
+        return Decimal(value.strip())
+    return None
+
+
+#: PostgreSQL's NUMERIC holds up to 131072 digits before the point and 16383 after it.
+_NUMERIC_MAX_WHOLE_DIGITS = 131072
+_NUMERIC_MAX_FRACTION_DIGITS = 16383
+_NUMERIC_MAX_INT_BITS = 400_000
+
+
+def _within_numeric(number: Decimal) -> bool:
+    exponent = number.as_tuple().exponent
+    return (
+        number.adjusted() < _NUMERIC_MAX_WHOLE_DIGITS
+        and isinstance(exponent, int)
+        and -exponent <= _NUMERIC_MAX_FRACTION_DIGITS
+    )
+
+
+def cast_integer(value: Any) -> Any:
+    """JSON integers within BIGINT, integral numbers and strings holding them."""
+    kind = type(value)
+    if kind is int:
+        return value if BIGINT_MIN <= value <= BIGINT_MAX else UNFIT
+    if value is None:
+        return None
+    if kind is Decimal:
+        return _integral(value)
+    if kind is float:
+        return _integral(Decimal(value)) if math.isfinite(value) else UNFIT
+    if kind is str:
+        number = _numeric_text(value)
+        return UNFIT if number is None else _integral(number)
+    return UNFIT
+
+
+def make_cast_number(non_finite: bool) -> Cast:
+    """The number cast; `non_finite` says whether the server's DECIMAL holds NaN and
+    ±Infinity (PostgreSQL 14 and later)."""
+
+    def finite_or_allowed(number: Decimal) -> Any:
+        if number.is_finite():
+            return number if _within_numeric(number) else UNFIT
+        return number if non_finite else UNFIT
+
+    def cast_number(value: Any) -> Any:
+        """Any JSON number or numeric string, exactly."""
+        kind = type(value)
+        if kind is Decimal:
+            return finite_or_allowed(value)
+        if kind is int:
+            return (
+                value
+                if value.bit_length() < _NUMERIC_MAX_INT_BITS
+                else finite_or_allowed(Decimal(value))
+            )
+        if value is None:
+            return value
+        if kind is float:
+            return finite_or_allowed(
+                Decimal(repr(value)) if math.isfinite(value) else Decimal(value)
+            )
+        if kind is str:
+            number = _numeric_text(value)
+            if number is not None:
+                return finite_or_allowed(number)
+            special = _NON_FINITE_TEXT.get(value.strip().lower())
+            return UNFIT if special is None else finite_or_allowed(Decimal(special))
+        return UNFIT
+
+    return cast_number
+
+
+def cast_boolean(value: Any) -> Any:
+    """JSON booleans and the strings "true" and "false"."""
+    if type(value) is bool or value is None:
+        return value
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return UNFIT
+
+
+def cast_object(value: Any) -> Any:
+    """Only JSON objects."""
+    if type(value) is dict:
+        return json_text(value)
+    return None if value is None else UNFIT
+
+
+def cast_array(value: Any) -> Any:
+    """Only JSON arrays."""
+    if type(value) is list:
+        return json_text(value)
+    return None if value is None else UNFIT
+
+
+def cast_jsonb(value: Any) -> Any:
+    """Any JSON value."""
+    return None if value is None else json_text(value)
+
+
+def _round_fraction(text: str, parsed: Any) -> Any:
+    """Python keeps six fractional digits and drops the rest; round them instead."""
+    match = _LONG_FRACTION.search(text)
+    if match is not None and match.group(1)[6] >= "5":
+        if isinstance(parsed, time):
+            moment = datetime.combine(date(2000, 1, 1), parsed) + timedelta(microseconds=1)
+            if moment.day != 1:
+                return UNFIT
+            return moment.timetz()
+        return parsed + timedelta(microseconds=1)
+    return parsed
+
+
+#: Date-times and dates PostgreSQL reads exactly as Python does: valid ones are sent as
+#: received, which spares formatting them again (see `pgtypes.PlainText`).
+PLAIN_DATETIME = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d(?::?\d\d)?)?"
+)
+PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
+def _parse_datetime(value: Any) -> Any:
+    if type(value) is not str:
+        return UNFIT
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return UNFIT
+    if PLAIN_DATETIME.fullmatch(value):
+        return value
+    if "." in value or "," in value:
+        try:
+            parsed = _round_fraction(value, parsed)
+        except OverflowError:
+            return UNFIT
+    return parsed
+
+
+def _utc_if_naive(parsed: Any) -> Any:
+    """A parsed date-time or time without offset means UTC. Text is left as it is: without an
+    offset PostgreSQL reads it in the session's time zone, which is UTC."""
+    if parsed is UNFIT or type(parsed) is str or parsed.tzinfo is not None:
+        return parsed
+    return parsed.replace(tzinfo=timezone.utc)
+
+
+def _offset_dropped(parsed: Any) -> Any:
+    """A parsed date-time or time keeps its wall clock and loses its offset. Text is left as it
+    is: PostgreSQL ignores the offset of text read as TIMESTAMP."""
+    if parsed is UNFIT or type(parsed) is str or parsed.tzinfo is None:
+        return parsed
+    return parsed.replace(tzinfo=None)
+
+
+def cast_timestamptz(value: Any) -> Any:
+    """ISO 8601 date-times; a string without offset means UTC."""
+    return None if value is None else _utc_if_naive(_parse_datetime(value))
+
+
+def cast_timestamp(value: Any) -> Any:
+    """ISO 8601 date-times with any offset dropped."""
+    return None if value is None else _offset_dropped(_parse_datetime(value))
+
+
+def _parse_time(value: Any) -> Any:
+    if type(value) is not str:
+        return UNFIT
+    try:
+        parsed = time.fromisoformat(value)
+    except ValueError:
+        return UNFIT
+    return _round_fraction(value, parsed) if "." in value or "," in value else parsed
+
+
+def cast_timetz(value: Any) -> Any:
+    """ISO 8601 times; a time without offset means UTC."""
+    return None if value is None else _utc_if_naive(_parse_time(value))
+
+
+def cast_time(value: Any) -> Any:
+    """ISO 8601 times with any offset dropped."""
+    return None if value is None else _offset_dropped(_parse_time(value))
+
+
+def cast_date(value: Any) -> Any:
+    """ISO 8601 calendar dates."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        return UNFIT
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        return UNFIT
+    return value if PLAIN_DATE.fullmatch(value) else parsed
