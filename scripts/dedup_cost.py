@@ -7,7 +7,7 @@ final table with that many rows in SQL, then runs the target on a batch of BATCH
 cost must not grow with the table.
 
     python scripts/dedup_cost.py --dsn postgresql://postgres:postgres@127.0.0.1:55432/postgres \
-        --target /path/to/target-postgres-hp --sizes 100000 5000000 --repeat 3
+        --target /path/to/target-postgres-hp --sizes 100000 5000000 --repeat 3 [--layout direct]
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def _run(target: str, config: dict[str, object], lines: list[str]) -> tuple[list
     return batches, time.perf_counter() - started
 
 
-def measure(dsn: str, target: str, size: int, repeat: int) -> tuple[list[float], list[float]]:
+def measure(
+    dsn: str, target: str, size: int, repeat: int, layout: str = "raw_and_final"
+) -> tuple[list[float], list[float]]:
     """Seconds per BATCH-record dedup batch into a final table of `size` rows: the batch's
     commit (staging, winners, upsert) and the whole run (decoding and streaming included)."""
     info = psycopg.conninfo.conninfo_to_dict(dsn)
@@ -87,6 +89,7 @@ def measure(dsn: str, target: str, size: int, repeat: int) -> tuple[list[float],
         "schema": SCHEMA,
         "ssl_mode": {"mode": "disable"},
         "batch_size_rows": BATCH,
+        "table_layout": layout,
     }
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
@@ -126,9 +129,12 @@ def main() -> None:
     parser.add_argument("--target", default="target-postgres-hp")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 5_000_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--layout", default="raw_and_final", choices=["raw_and_final", "direct", "raw_only"]
+    )
     args = parser.parse_args()
     for size in args.sizes:
-        timings, walls = measure(args.dsn, args.target, size, args.repeat)
+        timings, walls = measure(args.dsn, args.target, size, args.repeat, args.layout)
         print(
             f"table {size:>10,} rows: {BATCH:,}-record batch commit"
             f" median {statistics.median(timings):.2f} s ({_listed(timings)}),"
