@@ -16,10 +16,15 @@ import sqlalchemy as sa
 from singer_sdk.sql import SQLConnector
 
 from target_postgres_hp import sql
-from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
+from target_postgres_hp.casting import ColumnType
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connection import Database, check_schema, translate_privilege_error
-from target_postgres_hp.finaltables import FinalColumn, make_final_table, match_key_index
+from target_postgres_hp.finaltables import (
+    FinalColumn,
+    make_final_table,
+    match_columns,
+    match_key_index,
+)
 from target_postgres_hp.loading import PgConnection
 from target_postgres_hp.lockwatch import LockWatch
 from target_postgres_hp.naming import final_identifier
@@ -240,23 +245,29 @@ class PostgresConnector(SQLConnector):
         with self._ddl(f"create table {schema}.{name}") as conn:
             if fresh:
                 conn.execute(sql.drop_table(schema, name))
-            have = {
-                column: type_name
-                for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, (schema, name))
-            }
-            if not have:
+            if not match_columns(conn, schema, name, like):
                 conn.execute(sql.create_table_like(schema, name, *like))
                 recorded = {comment[0]: comment[1], **({"since": since} if since else {})}
                 conn.execute(sql.comment_on_table(schema, name, comment_json(recorded)))
-                return
-            for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, like).fetchall():
-                if column not in have:
-                    conn.execute(sql.add_column(schema, name, column, type_name))
-                elif have[column] != type_name:
-                    target = catalog_column_type(type_name)
-                    change = widening(have[column], target) if target else None
-                    using = change[1] if change else "{}::" + type_name
-                    conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
+
+    def helper_base(
+        self, schema: str, conformed: str, stream: str, final_schema: str, table_text: str
+    ) -> str:
+        """The name in the raw schema that a direct-layout stream's helper tables (removed
+        keys) derive from: its final table's raw table name, as `prepare_raw_table` would
+        choose it, without making the raw table."""
+        self.prepare_schema(schema)
+        with self._ddl(f"create table {schema}.{conformed}") as conn:
+            base, _ = raw_table_of(
+                conn,
+                schema,
+                conformed,
+                stream,
+                final_schema,
+                final_identifier(table_text),
+                what="its removed-keys table named after",
+            )
+        return base
 
     def has_table(self, schema: str, table: str) -> bool:
         """Whether a table exists."""

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from target_postgres_hp import sql
-from target_postgres_hp.casting import ColumnType, widening
+from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
 from target_postgres_hp.dependents import dependents_set_aside
 from target_postgres_hp.errors import DependentObjects
 from target_postgres_hp.loading import PgConnection
@@ -207,3 +207,24 @@ def match_key_index(
         )
     )
     conn.execute(sql.comment_on_index(schema, index, wanted or ""))
+
+
+def match_columns(conn: PgConnection, schema: str, name: str, like: tuple[str, str]) -> bool:
+    """Bring an existing helper table up to the columns and types of the final table `like`
+    (schema, table): add the columns it lacks, widen or convert the others. False when the
+    table does not exist."""
+    have = {
+        column: type_name
+        for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, (schema, name))
+    }
+    if not have:
+        return False
+    for column, type_name, _ in conn.execute(sql.TABLE_COLUMNS, like).fetchall():
+        if column not in have:
+            conn.execute(sql.add_column(schema, name, column, type_name))
+        elif have[column] != type_name:
+            target = catalog_column_type(type_name)
+            change = widening(have[column], target) if target else None
+            using = change[1] if change else "{}::" + type_name
+            conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
+    return True

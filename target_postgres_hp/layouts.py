@@ -113,8 +113,13 @@ class Direct:
         """Plan the final table (`_typed_plan`); a raw table another layout left is left
         alone, and said so."""
         connector, stream = planning.connector, planning.schema.stream
-        connector.check_schema(connector.settings.place(stream).final_schema, stream)
-        helpers = _lock(planning)
+        place = connector.settings.place(stream)
+        connector.check_schema(place.final_schema, stream)
+        raw_schema, name = _lock(planning)
+        helpers = (
+            raw_schema,
+            connector.helper_base(raw_schema, name, stream, place.final_schema, place.table),
+        )
         if connector.has_table(*helpers):
             planning.logger.info(
                 "Stream %s: raw table %s.%s, which the raw_and_final or raw_only layout wrote,"

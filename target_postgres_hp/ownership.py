@@ -22,6 +22,8 @@ logger = logging.getLogger("target-postgres-hp.connector")
 #: tombstones (hard-deleted keys).
 LOAD_OF = "load_of"
 DELETES_OF = "deletes_of"
+#: The suffix of a stream's removed-keys table, after its raw table's name.
+DELETES_SUFFIX = "_deletes"
 
 
 def comment_value(comment: str | None, key: str) -> str | None:
@@ -95,12 +97,18 @@ def raw_table_of(
     stream: str,
     final_schema: str,
     final_name: str,
+    *,
+    what: str = "its raw table",
 ) -> tuple[str, bool]:
     """The raw table in `schema` of the final table of `stream` in `final_schema` named
     after `final_name`, and whether it is a table the oldest versions made, which recorded
-    only its stream and may hold other final tables' raw rows."""
+    only its stream and may hold other final tables' raw rows. (In the direct layout, the
+    name its helper tables derive from: `what` says which, for the log.)"""
     me = raw_owner_key(final_schema, final_name, stream)
     owners: dict[str, str | None] = {}
+    #: Names the removed-keys tables claim (the direct layout makes them without a raw
+    #: table): a name whose `_deletes` table is another stream's is not free.
+    claimed: dict[str, str] = {}
     shared: set[str] = set()
     for name, comment in conn.execute(sql.SCHEMA_TABLES, (schema,)).fetchall():
         recorded = comment_value(comment, "stream")
@@ -108,6 +116,11 @@ def raw_table_of(
         owner_name = comment_value(comment, "final_name")
         if recorded is None:
             owners[name] = companion_owner(comment)
+            deletes_of = comment_value(comment, DELETES_OF)
+            if deletes_of is not None and name.endswith(DELETES_SUFFIX):
+                base = name.removesuffix(DELETES_SUFFIX)
+                mine = deletes_of == stream and suffixed_from(base, conformed)
+                claimed[base] = me if mine else f"\x00{DELETES_OF}:{base}"
         elif owner_schema is not None and owner_name is not None:
             owners[name] = raw_owner_key(owner_schema, owner_name, recorded)
         elif (recorded, owner_schema) == (stream, final_schema) and suffixed_from(name, conformed):
@@ -117,14 +130,16 @@ def raw_table_of(
             shared.add(name)
         else:
             owners[name] = f"\x00earlier:{name}"
+    for base, owner in claimed.items():
+        owners.setdefault(base, owner)
     table = assign_names([(me, conformed)], owners, frozenset())[me]
     if table != conformed:
         logger.warning(
-            "Stream %s (final table %s.%s) has its raw table %s.%s because %s is taken by"
-            " another final table",
+            "Stream %s (final table %s.%s) has %s %s.%s because %s is taken by another final table",
             stream,
             final_schema,
             final_name,
+            what,
             schema,
             table,
             conformed,

@@ -389,3 +389,37 @@ def test_batch_files_load_alike_in_both_layouts(pg16: PostgresServer, tmp_path: 
     finally:
         default.drop()
         direct.drop()
+
+
+def test_streams_whose_raw_names_collide_keep_their_own_removed_keys(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """`Users` and `users` have two final tables but one raw table name. In the direct layout
+    no raw table claims the name, yet each stream must still remember its hard deletes apart:
+    a delete of key 1 in `Users` must not hold back key 1 of `users`."""
+    config = pg_db.config(schema="tap", table_layout="direct")
+    properties = {"id": {"type": "integer"}, "_ab_cdc_deleted_at": {"type": ["string", "null"]}}
+    upper, lower = (
+        schema_message("Users", properties, ["id"]),
+        schema_message("users", properties, ["id"]),
+    )
+    deleted = record("Users", {"id": 1, "_ab_cdc_deleted_at": "2024-06-02"}, "2024-06-02T00:00:00Z")
+    first = run_target(
+        config,
+        messages(upper, record("Users", {"id": 1}, "2024-06-01T00:00:00Z"), deleted, state(1)),
+        tmp_path / "1",
+    )
+    assert first.returncode == 0, first.stderr
+    second = run_target(
+        config,
+        messages(lower, record("users", {"id": 1}, "2024-06-01T12:00:00Z"), state(2)),
+        tmp_path / "2",
+    )
+    assert second.returncode == 0, second.stderr
+    conn = pg_db.admin()
+    assert conn.execute('SELECT id FROM tap."Users"').fetchall() == []
+    assert conn.execute('SELECT id FROM tap."users"').fetchall() == [(1,)]
+    assert tables_in(conn, RAW_SCHEMA) == [
+        "tap_raw__stream_users_2_deletes",
+        "tap_raw__stream_users_deletes",
+    ]
