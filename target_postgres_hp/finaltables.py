@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.sql import SQL
 
 from target_postgres_hp import sql
 from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
@@ -126,7 +127,7 @@ def _widen(
     schema: str,
     table: str,
     stream: str,
-    changes: Sequence[tuple[str, str, tuple[ColumnType, str]]],
+    changes: Sequence[tuple[str, str, tuple[ColumnType, SQL]]],
     *,
     drop_cascade: bool,
 ) -> None:
@@ -225,6 +226,6 @@ def match_columns(conn: PgConnection, schema: str, name: str, like: tuple[str, s
         elif have[column] != type_name:
             target = catalog_column_type(type_name)
             change = widening(have[column], target) if target else None
-            using = change[1] if change else "{}::" + type_name
+            using = change[1] if change else None
             conn.execute(sql.alter_column_type(schema, name, column, type_name, using))
     return True

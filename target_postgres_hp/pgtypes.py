@@ -325,7 +325,7 @@ def effective_type(wanted: ColumnType, catalog_type: str | None) -> ColumnType:
     return catalog_column_type(catalog_type) or STRING
 
 
-def widening(catalog_type: str, wanted: ColumnType) -> tuple[ColumnType, str] | None:
+def widening(catalog_type: str, wanted: ColumnType) -> tuple[ColumnType, SQL] | None:
     """The type an existing column must change to so it can hold `wanted` values, with the
     conversion of its current values (`{}` is the column); None when it can already hold them
     or when `wanted` is narrower or incompatible (the column is then kept). A JSONB column,
@@ -334,7 +334,7 @@ def widening(catalog_type: str, wanted: ColumnType) -> tuple[ColumnType, str] | 
     if existing is None or existing.catalog in (wanted.catalog, JSONB.catalog):
         return None
     using = wanted.widens_from_any or dict(wanted.widens_from).get(existing.name)
-    return (wanted, using.as_string()) if using is not None else None
+    return (wanted, using) if using is not None else None
 
 
 def cast_for(column: ColumnType, *, non_finite_numbers: bool) -> Cast:

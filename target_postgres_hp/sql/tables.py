@@ -64,15 +64,18 @@ def copy_into(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
 
 
 def alter_column_type(
-    schema: str, table: str, column: str, type_sql: str, using: str
+    schema: str, table: str, column: str, type_sql: str, using: sql.SQL | None = None
 ) -> sql.Composed:
     """Change a column's type in place; `using` converts the current values (`{}` is the
-    column)."""
+    column; by default a cast to the new type)."""
+    target = sql.SQL(type_sql)
+    converted = (
+        using.format(sql.Identifier(column))
+        if using is not None
+        else sql.SQL("{}::{}").format(sql.Identifier(column), target)
+    )
     return sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
-        sql.Identifier(schema, table),
-        sql.Identifier(column),
-        sql.SQL(type_sql),
-        sql.SQL(using).format(sql.Identifier(column)),
+        sql.Identifier(schema, table), sql.Identifier(column), target, converted
     )
 
 

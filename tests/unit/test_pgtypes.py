@@ -123,17 +123,19 @@ def test_catalog_spellings_read_as_before(spelling: str) -> None:
 @pytest.mark.parametrize("spelling", SPELLINGS)
 @pytest.mark.parametrize("wanted", TYPES, ids=lambda kind: kind.name)
 def test_widenings_are_as_before(spelling: str, wanted: ColumnType) -> None:
-    assert widening(spelling, wanted) == old_widening(spelling, wanted)
+    change = widening(spelling, wanted)
+    text = (change[0], change[1].as_string()) if change is not None else None
+    assert text == old_widening(spelling, wanted)
 
 
 def test_a_widening_composes_with_the_column_identifier() -> None:
     change = widening("timestamp without time zone", TIMESTAMPTZ)
     assert change is not None
-    using = sql.SQL(change[1]).format(sql.Identifier('Sent "at"'))
+    using = change[1].format(sql.Identifier('Sent "at"'))
     assert using.as_string() == '"Sent ""at""" AT TIME ZONE \'UTC\''
     text = widening("bigint", STRING)
     assert text is not None
-    assert sql.SQL(text[1]).format(sql.Identifier("n")).as_string() == "to_jsonb(\"n\") #>> '{}'"
+    assert text[1].format(sql.Identifier("n")).as_string() == "to_jsonb(\"n\") #>> '{}'"
 
 
 # --- PRE-REDESIGN REFERENCE: the schema rules as they were (3f2dfce) ---------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from psycopg.sql import Composable
+from psycopg.sql import SQL, Composable
 
 from target_postgres_hp import sql
 
@@ -73,8 +73,13 @@ def test_column_changes() -> None:
         'ALTER TABLE "s"."t" ADD COLUMN "New Col" TIMESTAMP WITH TIME ZONE'
     )
     # `{}` in USING is the column, quoted.
-    assert text(sql.alter_column_type("s", "t", "Amount", "TEXT", "{}::text")) == (
-        'ALTER TABLE "s"."t" ALTER COLUMN "Amount" TYPE TEXT USING "Amount"::text'
+    widen = SQL("to_jsonb({}) #>> '{{}}'")
+    assert text(sql.alter_column_type("s", "t", "Amount", "TEXT", widen)) == (
+        'ALTER TABLE "s"."t" ALTER COLUMN "Amount" TYPE TEXT USING to_jsonb("Amount") #>> \'{}\''
+    )
+    # Without a conversion, the values are cast to the new type.
+    assert text(sql.alter_column_type("s", "t", "Amount", "TEXT")) == (
+        'ALTER TABLE "s"."t" ALTER COLUMN "Amount" TYPE TEXT USING "Amount"::TEXT'
     )
 
 
