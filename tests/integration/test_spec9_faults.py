@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from servers import PgDatabase, PostgresServer, start_postgres
 
-from .targetrun import LiveRun, live_run, record, schema_message
+from .targetrun import LiveRun, live_run, record, schema_message, tables_in
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +31,13 @@ def users(first: int, count: int) -> list[dict[str, Any]]:
     return [record("users", {"id": i, "v": f"user {i}"}) for i in range(first, first + count)]
 
 
-def wait_for_copies(pg_db: PgDatabase, live: LiveRun) -> list[int]:
-    """The loader's backends that are inside a COPY (raw and final), once both are."""
+def wait_for_copies(pg_db: PgDatabase, live: LiveRun, count: int = 2) -> list[int]:
+    """The loader's backends that are inside a COPY (raw and final: `count` of them), once
+    they all are."""
     deadline = clock.monotonic() + 30
     while True:
         pids = [pid for (pid,) in pg_db.admin().execute(COPYING, (pg_db.role.name,))]
-        if len(pids) >= 2:
+        if len(pids) >= count:
             return pids
         assert clock.monotonic() < deadline, live.stderr
         clock.sleep(0.05)
@@ -54,13 +55,27 @@ def raw_ids(pg_db: PgDatabase) -> list[int]:
     return [i for (i,) in found]
 
 
-def test_a_connection_killed_mid_batch_is_retried(pg_db: PgDatabase, tmp_path: Path) -> None:
-    config = pg_db.config(schema="tap_data", batch_size_rows=10)
+def check_raw_ids(pg_db: PgDatabase, layout: str, expected: list[int]) -> None:
+    """The raw table holds `expected`, or, in the direct layout, there is none (§4.5)."""
+    if layout == "direct":
+        assert tables_in(pg_db.admin(), "airbyte_internal") == []
+    else:
+        assert raw_ids(pg_db) == expected
+
+
+LAYOUTS = pytest.mark.parametrize("layout", ["raw_and_final", "direct"])
+
+
+@LAYOUTS
+def test_a_connection_killed_mid_batch_is_retried(
+    pg_db: PgDatabase, tmp_path: Path, layout: str
+) -> None:
+    config = pg_db.config(schema="tap_data", batch_size_rows=10, table_layout=layout)
     with live_run(config, tmp_path / "run") as live:
         live.send(USERS, *users(1, 10), state(1))
         live.wait_for_state({"n": 1})
         live.send(*users(11, 5))
-        for pid in wait_for_copies(pg_db, live):
+        for pid in wait_for_copies(pg_db, live, 1 if layout == "direct" else 2):
             pg_db.admin().execute("SELECT pg_terminate_backend(%s)", (pid,))
         live.send(*users(16, 5), state(2))
         live.wait_for_state({"n": 2})
@@ -69,7 +84,7 @@ def test_a_connection_killed_mid_batch_is_retried(pg_db: PgDatabase, tmp_path: P
             live.stderr
         )
     assert final_ids(pg_db) == list(range(1, 21))
-    assert raw_ids(pg_db) == list(range(1, 21))
+    check_raw_ids(pg_db, layout, list(range(1, 21)))
 
 
 @pytest.fixture
@@ -82,21 +97,24 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresSer
         server.stop()
 
 
-def test_a_server_restart_mid_run_is_retried(own_server: PostgresServer, tmp_path: Path) -> None:
+@LAYOUTS
+def test_a_server_restart_mid_run_is_retried(
+    own_server: PostgresServer, tmp_path: Path, layout: str
+) -> None:
     pg_db = PgDatabase.create(own_server)
     try:
-        config = pg_db.config(schema="tap_data", batch_size_rows=10)
+        config = pg_db.config(schema="tap_data", batch_size_rows=10, table_layout=layout)
         with live_run(config, tmp_path / "run") as live:
             live.send(USERS, *users(1, 10), state(1))
             live.wait_for_state({"n": 1})
             live.send(*users(11, 5))
-            wait_for_copies(pg_db, live)
+            wait_for_copies(pg_db, live, 1 if layout == "direct" else 2)
             own_server.pg_ctl("-m", "fast", "restart")
             live.send(*users(16, 5), state(2))
             live.wait_for_state({"n": 2}, timeout=60)
             assert live.finish() == 0, live.stderr
         assert final_ids(pg_db) == list(range(1, 21))
-        assert raw_ids(pg_db) == list(range(1, 21))
+        check_raw_ids(pg_db, layout, list(range(1, 21)))
     finally:
         pg_db.drop()
 
