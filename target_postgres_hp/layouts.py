@@ -47,14 +47,16 @@ class Layout(Protocol):
     def plan(self, planning: Planning) -> StreamPlan: ...
 
 
-def _lock(planning: Planning) -> tuple[str, str]:
+def _lock(planning: Planning, *, raw: bool = True) -> tuple[str, str]:
     """Lock the stream's tables for this run; return the raw schema and the raw table's name
     (whether the layout makes it or not: the lock is named after it in every layout, so runs
-    of one stream in different layouts exclude each other too)."""
+    of one stream in different layouts exclude each other too). Without a raw table (`raw`
+    False), messages name the final table instead."""
     settings, stream = planning.connector.settings, planning.schema.stream
     place = settings.place(stream)
     raw_schema = raw_identifier(settings.raw_data_schema)
-    planning.connector.stream_locks.take(stream, f"{raw_schema}.{place.raw_table}")
+    shown = None if raw else f"{place.final_schema}.{place.final_table}"
+    planning.connector.stream_locks.take(stream, f"{raw_schema}.{place.raw_table}", shown)
     return raw_schema, place.raw_table
 
 
@@ -115,7 +117,7 @@ class Direct:
         connector, stream = planning.connector, planning.schema.stream
         place = connector.settings.place(stream)
         connector.check_schema(place.final_schema, stream)
-        raw_schema, name = _lock(planning)
+        raw_schema, name = _lock(planning, raw=False)
         helpers = (
             raw_schema,
             connector.helper_base(raw_schema, name, stream, place.final_schema, place.table),

@@ -26,10 +26,11 @@ class StreamLocks:
         self._session: PgConnection | None = None
         self._locked: set[str] = set()
 
-    def take(self, stream: str, name: str) -> None:
+    def take(self, stream: str, name: str, shown: str | None = None) -> None:
         """Hold, until the run ends, the lock that keeps two runs from loading the same
         stream's tables at once (SPEC §9); wait up to `lock_wait_seconds` for another run
-        holding it. `name` identifies the tables (the raw table's schema-qualified name).
+        holding it. `name` identifies the tables (the raw table's schema-qualified name);
+        `shown` names them in messages, when the raw table is not made (direct layout).
 
         The lock is a session-level advisory lock on a connection of its own, so it is
         released when the run ends, however it ends.
@@ -40,11 +41,12 @@ class StreamLocks:
         if name in self._locked:
             return
         key = (sql.LOCK_CLASS, name)
+        tables = shown or name
         got = session.execute(sql.TRY_LOCK, key).fetchone()
         if not (got and got[0]):
             wait = self._wait_seconds
             refusal = (
-                f"Another run is loading stream {stream} (tables {name}) into this database;"
+                f"Another run is loading stream {stream} (tables {tables}) into this database;"
                 f" waited {wait} s for it to finish. Run the two one after the other, or raise"
                 " lock_wait_seconds"
             )
@@ -53,7 +55,7 @@ class StreamLocks:
             logger.warning(
                 "Another run is loading stream %s (tables %s); waiting up to %s s for it",
                 stream,
-                name,
+                tables,
                 wait,
             )
             session.execute(sql.set_lock_timeout(wait * 1000))
