@@ -244,16 +244,7 @@ def anchors(page: Path) -> set[str]:
 
 
 def _headings_and_ids(page: Path) -> Iterator[tuple[int, str]]:
-    fence: str | None = None
-    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
-        opened = FENCE.match(line)
-        if fence is None and opened:
-            fence = opened["fence"]
-            continue
-        if fence is not None:
-            if line.strip().startswith(fence):
-                fence = None
-            continue
+    for number, line in prose(page, keep_code=True):
         if re.match(r"^#{1,6} ", line):
             yield number, line
         for explicit in re.findall(r"""<a\s+(?:id|name)=["']([^"']+)["']""", line):
