@@ -12,7 +12,7 @@ key, refuses the record (SPEC §6.3).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -53,7 +53,7 @@ class RecordDecoder:
         keys: list[str],
         fields: RecordFields,
         caster: RowCaster | None = None,
-        markers: list[tuple[str, int]] = [],  # noqa: B006 - never mutated
+        markers: Sequence[tuple[str, int]] = (),
         *,
         raw_json: bool = True,
     ) -> None:

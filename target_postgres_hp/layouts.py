@@ -52,9 +52,8 @@ def _lock(planning: Planning, *, raw: bool = True) -> tuple[str, str]:
     (whether the layout makes it or not: the lock is named after it in every layout, so runs
     of one stream in different layouts exclude each other too). Without a raw table (`raw`
     False), messages name the final table instead."""
-    settings, stream = planning.connector.settings, planning.schema.stream
-    place = settings.place(stream)
-    raw_schema = raw_identifier(settings.raw_data_schema)
+    stream, place = planning.schema.stream, planning.place
+    raw_schema = raw_identifier(planning.connector.settings.raw_data_schema)
     shown = None if raw else f"{place.final_schema}.{place.final_table}"
     planning.connector.stream_locks.take(stream, f"{raw_schema}.{place.raw_table}", shown)
     return raw_schema, place.raw_table
@@ -63,10 +62,9 @@ def _lock(planning: Planning, *, raw: bool = True) -> tuple[str, str]:
 def _raw_table(planning: Planning) -> tuple[str, str]:
     """Lock the stream's tables for this run and create its raw table if missing."""
     raw_schema, name = _lock(planning)
-    stream = planning.schema.stream
-    place = planning.connector.settings.place(stream)
+    place = planning.place
     table = planning.connector.prepare_raw_table(
-        raw_schema, name, stream, place.final_schema, place.table
+        raw_schema, name, planning.schema.stream, place.final_schema, place.table
     )
     return raw_schema, table
 
@@ -81,7 +79,7 @@ class RawOnly:
         raw = _raw_table(planning)
         return StreamPlan(
             stream=schema.stream,
-            placement=planning.connector.settings.place(schema.stream),
+            placement=planning.place,
             layout=self,
             load=planning.load,
             raw=raw,
@@ -98,10 +96,7 @@ class RawAndFinal:
     def plan(self, planning: Planning) -> StreamPlan:
         """Create the raw table, then plan the final table (`_typed_plan`); typing starts with
         the raw rows an earlier raw-only run left untyped."""
-        stream = planning.schema.stream
-        planning.connector.check_schema(
-            planning.connector.settings.place(stream).final_schema, stream
-        )
+        planning.connector.check_schema(planning.place.final_schema, planning.schema.stream)
         raw = _raw_table(planning)
         return _typed_plan(self, planning, raw, raw)
 
@@ -114,8 +109,7 @@ class Direct:
     def plan(self, planning: Planning) -> StreamPlan:
         """Plan the final table (`_typed_plan`); a raw table another layout left is left
         alone, and said so."""
-        connector, stream = planning.connector, planning.schema.stream
-        place = connector.settings.place(stream)
+        connector, stream, place = planning.connector, planning.schema.stream, planning.place
         connector.check_schema(place.final_schema, stream)
         raw_schema, name = _lock(planning, raw=False)
         helpers = (
@@ -147,8 +141,7 @@ def _typed_plan(
         planning.connector,
         planning.logger,
     )
-    stream, settings = schema.stream, connector.settings
-    place = settings.place(stream)
+    stream, settings, place = schema.stream, connector.settings, planning.place
     final_schema = place.final_schema
     table, columns, vacated = connector.prepare_final_table(
         final_schema,

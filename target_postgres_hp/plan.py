@@ -36,6 +36,8 @@ class Planning:
     """What a layout makes a stream's plan from."""
 
     schema: StreamSchema
+    #: Where the stream's tables go (SPEC §6.4), worked out once for the plan.
+    place: Placement
     load: LoadMethod
     connector: PostgresConnector
     run: StreamRun

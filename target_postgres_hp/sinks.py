@@ -89,9 +89,12 @@ class PostgresSink(SQLSink[PostgresConnector]):
             bookmarks=self._target.runs.bookmarks.get(self.stream_name) or [],
         )
         layout = layout_for(self.connector.settings)
+        place = self.connector.settings.place(self.stream_name)
         self.plan = self.retrying(
             "setting up the tables of",
-            lambda: layout.plan(Planning(schema, self.load, self.connector, self.run, self.logger)),
+            lambda: layout.plan(
+                Planning(schema, place, self.load, self.connector, self.run, self.logger)
+            ),
         )
         self._writes_raw = self.plan.raw is not None
 
@@ -200,25 +203,25 @@ class PostgresSink(SQLSink[PostgresConnector]):
             self.logger.info("%s", self.progress(now))
 
     def _commit(self, writer: BatchWriter) -> None:
-        """Commit a batch; after a lost connection, send it again on new connections."""
-        current = [writer]
-        lost = [False]
+        """Commit a batch; after a failed attempt, send it again on new connections."""
+        current, failed_before = writer, False
 
         def attempt() -> None:
-            if lost[0]:
+            nonlocal current, failed_before
+            if failed_before:
                 pair = self.connector.streaming.acquire()
                 if pair is None:  # pragma: no cover - the sink's own pair was handed back
                     msg = "no free connection to retry a batch"
                     raise InternalError(msg)
                 self._connections = pair
-                current[0] = current[0].replay(*pair)
-                lost[0] = False
-            current[0].commit()
+                current, failed_before = current.replay(*pair), False
+            current.commit()
 
         def failed(error: BaseException) -> None:
-            current[0].abort()
+            nonlocal failed_before
+            current.abort()
             self._release_connections()
-            lost[0] = True
+            failed_before = True
 
         retry.retrying(
             attempt,
