@@ -177,18 +177,21 @@ class RowCaster:
     def __init__(self, plan: list[PlanColumn], json_texts: frozenset[int] = frozenset()) -> None:
         self.names = [name for name, _, _ in plan]
         self._row = _row_function(plan, None)
-        self._values_row = _row_function(plan, json_texts)
+        #: `values_row(values, short)`: the row of a record decoded into its values, and
+        #: whether a value did not fit (then `nulled` makes the row storable).
+        self.values_row = _row_function(plan, json_texts)
 
-    def _changes(self, values: list[Any], bad: bool) -> tuple[list[Any], list[dict[str, str]]]:
-        """NULL for each value that did not fit (UNFIT), and the change that records it."""
-        if not bad:
-            return values, []
+    def nulled(self, values: list[Any]) -> list[dict[str, str]]:
+        """NULL for each value that did not fit (UNFIT), and the changes that record it."""
         changes = []
         for index, name in enumerate(self.names):
             if values[index] is UNFIT:
                 values[index] = None
                 changes.append({"field": name, **NULLED})
-        return values, changes
+        return changes
+
+    def _changes(self, values: list[Any], bad: bool) -> tuple[list[Any], list[dict[str, str]]]:
+        return values, self.nulled(values) if bad else []
 
     def row(self, record: Mapping[str, Any]) -> tuple[list[Any], list[dict[str, str]]]:
         """The typed values of one record and the changes typing made."""
@@ -202,4 +205,4 @@ class RowCaster:
         """The same for a record decoded by `records.RecordFields`, its values in plan order
         (extra values at the end are ignored); `short`: its line had at most `SHORT_LINE`
         characters."""
-        return self._changes(*self._values_row(values, short))
+        return self._changes(*self.values_row(values, short))

@@ -34,6 +34,7 @@ Decoded = tuple[
 ]
 
 _RECORD = msgspec.json.Decoder(float_hook=Decimal)
+_astuple = msgspec.structs.astuple
 
 
 def _json_text(value: object) -> str:
@@ -67,6 +68,16 @@ class RecordDecoder:
         self._marker_positions = [position for _, position in markers]
         #: Whether the layout keeps the record's JSON (a raw table); else it is not made.
         self._raw_json = raw_json
+        #: What the fast way decodes a record into: its JSON text when the layout keeps it,
+        #: else straight the struct of its values (one pass over the line, see
+        #: `records.FastRoutes`).
+        self.record_type: Any = msgspec.Raw
+        self.from_record: Callable[[Any, bool], Decoded | None] = self.from_text
+        if not raw_json and fields.struct is not None and caster is not None:
+            self.record_type = fields.struct
+            self.from_record = self.from_struct
+            self._values_row = caster.values_row
+            self._key_positions = fields.key_positions
 
     def from_text(self, text: msgspec.Raw, short: bool) -> Decoded | None:
         """A record as the JSON text of its line (`short`: the line had at most
@@ -84,11 +95,30 @@ class RecordDecoder:
         typed = caster.row_of_values(values, short)
         if typed[1] and self._key_set:
             self._refuse_unstorable_key(typed[1], json.loads(bytes(text)).get)
-        deletes = False
-        for position in self._marker_positions:
-            if values[position] is not None:
-                deletes = True
-        return text, None, typed, deletes
+        return text, None, typed, bool(self._marker_positions) and self._deletes(values)
+
+    def from_struct(self, record: Any, short: bool) -> Decoded | None:
+        """A record the fast way decoded into the struct of its values (`record_type`), in a
+        layout that keeps no raw JSON; None leaves it to the slow way: a missing key, or a
+        key its column cannot hold (the slow way says which, with its value). This is the
+        hot path of a direct load."""
+        if type(record) is not self.record_type:
+            return None
+        values = _astuple(record)
+        for position in self._key_positions:
+            if values[position] is msgspec.UNSET:
+                return None
+        row, bad = self._values_row(values, short)
+        changes = self._caster.nulled(row) if bad and self._caster is not None else []
+        if changes and self._key_set:
+            for change in changes:
+                if change["field"] in self._key_set:
+                    return None
+        return "", None, (row, changes), bool(self._marker_positions) and self._deletes(values)
+
+    def _deletes(self, values: tuple[Any, ...]) -> bool:
+        """Whether a record's values mark it deleted (hard_delete)."""
+        return any(values[position] is not None for position in self._marker_positions)
 
     def from_dict(self, record: dict[str, Any], *, maybe_dirty: bool) -> Decoded:
         """A record already decoded (a slow-way line, a stream map's output, a BATCH file's

@@ -1,11 +1,13 @@
 """The fast way in for a RECORD line: its envelope and its record are decoded by msgspec
 straight into the values the stream's columns need, in column order, with no dict in between.
 
-Two decoders do it. `ENVELOPE` reads the message around the record and keeps the record as the
-exact JSON text of the line (`msgspec.Raw`), which becomes `_airbyte_data` as it is: no
-re-encoding. `RecordFields` then reads that text into one struct per stream whose fields are
-the stream's properties; object and array columns are kept as their JSON text too, which is
-what their JSONB column takes.
+`FastRoutes` decodes a line's envelope with one decoder for every stream that takes the fast
+way: a union of one message struct per stream, tagged by the stream's name. A stream with a raw
+table keeps its record as the exact JSON text of the line (`msgspec.Raw`), which becomes
+`_airbyte_data` as it is: no re-encoding; `RecordFields` then reads that text into one struct per
+stream whose fields are the stream's properties. A stream without one (the direct layout)
+decodes its record into that struct in the same pass as the envelope. Either way object and
+array columns are kept as their JSON text, which is what their JSONB column takes.
 
 The fast way only takes lines that need nothing the slow way does: a record with a NUL
 character, NaN/Infinity or a lone surrogate (none of which JSONB can store), a record that is
@@ -18,8 +20,9 @@ sentence what is wrong with the line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 from psycopg.adapt import Dumper
@@ -37,6 +40,63 @@ class Envelope(msgspec.Struct, gc=False):
 
 
 ENVELOPE = msgspec.json.Decoder(Envelope, float_hook=Decimal)
+
+#: Takes a RECORD line's decoded message and the line; False leaves the line to the slow way.
+FastHandler = Callable[[Any, "str | bytes"], bool]
+
+
+class FastRoutes:
+    """The streams whose RECORD lines take the fast way, and one decoder for all of them.
+
+    Each stream has a message struct tagged by its name (the `stream` member), whose `record`
+    is of the type its decoder takes (`msgspec.Raw`, or the stream's `RecordFields.struct`), and
+    a handler. `decode` reads a line into the message of its stream, in one pass; it raises
+    `msgspec.DecodeError` for a line of any other stream, or of any other shape, which the
+    slow way then reads. None while no stream takes the fast way.
+    """
+
+    def __init__(self) -> None:
+        self._messages: dict[str, type] = {}
+        #: The handler of each stream's message struct.
+        self.handlers: dict[type, FastHandler] = {}
+        self.decode: Callable[[str | bytes], Any] | None = None
+
+    def add(self, stream: str, record_type: Any, handler: FastHandler) -> None:
+        """Route the RECORD lines of `stream`, their record decoded as `record_type`."""
+        self.remove(stream)
+        try:
+            message = msgspec.defstruct(
+                "RecordMessage",
+                [
+                    ("type", str),
+                    ("record", record_type, None),
+                    ("time_extracted", Any, None),
+                    ("version", Any, None),
+                ],
+                tag_field="stream",
+                tag=stream,
+                gc=False,
+            )
+        except (ValueError, UnicodeEncodeError):  # pragma: no cover - a tag msgspec refuses
+            return  # the stream's lines take the slow way
+        self._messages[stream] = message
+        self.handlers[message] = handler
+        self._rebuild()
+
+    def remove(self, stream: str) -> None:
+        """Leave the RECORD lines of `stream` to the slow way."""
+        message = self._messages.pop(stream, None)
+        if message is not None:
+            del self.handlers[message]
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        types = tuple(self._messages.values())
+        self.decode = (
+            msgspec.json.Decoder(Union[types], float_hook=Decimal).decode  # noqa: UP007
+            if types
+            else None
+        )
 
 
 class RecordFields:
@@ -58,6 +118,8 @@ class RecordFields:
         if any(position in json_texts for position in self.key_positions):
             msg = "a key property cannot be decoded as JSON text"
             raise ValueError(msg)
+        #: The struct a record decodes into (None when msgspec cannot match a property name).
+        self.struct: type | None = None
         fields: list[tuple[str, Any, Any]] = []
         for position in range(len(names)):
             if position in self.key_positions:
@@ -79,6 +141,7 @@ class RecordFields:
             # no record of this stream can be decoded the fast way.
             self._decode: Any = _slow_way
         else:
+            self.struct = struct
             self._decode = msgspec.json.Decoder(struct, float_hook=Decimal).decode
         self._values = msgspec.structs.astuple
 
@@ -87,9 +150,15 @@ class RecordFields:
         JSON object (or holds a string msgspec refuses) or lacks a key property, or the stream
         has a property name msgspec cannot match."""
         try:
-            values = self._values(self._decode(text))
+            record = self._decode(text)
         except msgspec.DecodeError:
             return None
+        return self.values_of(record)
+
+    def values_of(self, record: Any) -> tuple[Any, ...] | None:
+        """The values of a record already decoded into `struct`, or None when it lacks a key
+        property."""
+        values = self._values(record)
         for position in self.key_positions:
             if values[position] is msgspec.UNSET:
                 return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 from singer_sdk.mapper import SameRecordTransform
@@ -18,7 +18,6 @@ from target_postgres_hp.casting import SHORT_LINE
 from target_postgres_hp.errors import BadInput
 from target_postgres_hp.messages import before_schema, stream_message_problem
 from target_postgres_hp.reader import LineReader, state_value_text
-from target_postgres_hp.records import Envelope
 from target_postgres_hp.runs import RunRegistry
 from target_postgres_hp.sinks import PostgresSink
 from target_postgres_hp.state import StateKeeper
@@ -65,32 +64,42 @@ class MessageRouter(SQLTarget):
     def _route_records(self, stream_name: str) -> None:
         """Let the reader hand the stream's clean RECORD lines straight to `_fast_record`
         when no stream map changes its records."""
-        self.reader.fast_records.pop(stream_name, None)
+        routes = self.reader.fast_routes
+        routes.remove(stream_name)
         stream_maps = self.mapper.stream_maps.get(stream_name) or []
         if len(stream_maps) != 1:
             return
         stream_map = stream_maps[0]
         if type(stream_map) is not SameRecordTransform or stream_map.flattening_enabled:
             return
-        self.reader.fast_records[stream_name] = partial(self._fast_record, stream_map.stream_alias)
+        sink = self._sinks_active.get(stream_map.stream_alias)
+        if isinstance(sink, PostgresSink):
+            routes.add(stream_name, sink.plan.decoder.record_type, self._fast_record(sink))
 
-    def _fast_record(self, alias: str, envelope: Envelope, line: str | bytes) -> bool:
-        """Stage a RECORD whose envelope msgspec read; False leaves the line to the slow way,
-        which says what is wrong with it. This is the hot path of a load."""
-        sink = self._sinks_active.get(alias)
-        record = envelope.record
-        if not isinstance(sink, PostgresSink) or record is None:
-            return False
-        decoded = sink.plan.decoder.from_text(record, len(line) <= SHORT_LINE)
-        if decoded is None:
-            return False
-        self._record_seq += 1
-        if sink.add(decoded, envelope.time_extracted, envelope.version, self._record_seq):
-            self.drain_one(sink)
-            self._emit_safe_state()
-        if not self._record_seq & 1023:
-            self._handle_max_record_age()
-        return True
+    def _fast_record(self, sink: PostgresSink) -> Callable[[Any, str | bytes], bool]:
+        """The handler of a stream's RECORD lines that msgspec read (`records.FastRoutes`),
+        bound to the stream's sink: the reader calls it once per record. It returns False
+        to leave the line to the slow way, which says what is wrong with it. A new sink
+        comes only with a SCHEMA message, which routes the stream again."""
+        from_record = sink.plan.decoder.from_record
+        add = sink.add
+
+        def fast_record(message: Any, line: str | bytes) -> bool:
+            record = message.record
+            if record is None:
+                return False
+            decoded = from_record(record, len(line) <= SHORT_LINE)
+            if decoded is None:
+                return False
+            seq = self._record_seq = self._record_seq + 1
+            if add(decoded, message.time_extracted, message.version, seq):
+                self.drain_one(sink)
+                self._emit_safe_state()
+            if not seq & 1023:
+                self._handle_max_record_age()
+            return True
+
+        return fast_record
 
     def make_room(self) -> None:
         """Commit the batch that has waited longest, to free its connections for a new one."""

@@ -116,7 +116,11 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._total_records_read += 1
         run.received += 1
         rows = self._rows
-        raw_id, extracted_at = rows.id_and_time(time_extracted)
+        raw_id = rows.next_id()
+        if time_extracted is not None and time_extracted == rows.text_of:
+            extracted_at = rows.last_text  # the common case, without a call
+        else:
+            extracted_at = rows.extracted_text(time_extracted)
         meta_json = rows.meta_json(changes) if changes else rows.empty_meta
         raw_row = (
             (raw_id, extracted_at, writer.loaded_at, data_json, meta_json, generation_id)
