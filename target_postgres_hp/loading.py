@@ -16,6 +16,7 @@ through the key index, so the cost follows the batch, not the table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +24,8 @@ from typing import Any
 
 import psycopg
 from psycopg import Connection
+from psycopg.abc import Buffer
+from psycopg.copy import LibpqWriter
 from psycopg.sql import Composed
 
 from target_postgres_hp import sql
@@ -104,18 +107,29 @@ def _session_table(conn: PgConnection, name: str, create: Composed) -> None:
         conn.execute(create)
 
 
+def prepare_staging(conn: PgConnection, final: FinalTarget) -> Composed:
+    """The session's staging table of `final` (created on the connection's first batch of this
+    table shape), and the COPY statement that fills it."""
+    _session_table(
+        conn, final.staging, sql.create_staging_table(final.staging, final.schema, final.table)
+    )
+    return sql.copy_into("pg_temp", final.staging, final.all_columns)
+
+
 def upsert(conn: PgConnection, final: FinalTarget, rows: list[list[Any]], *, deletes: bool) -> None:
-    """Stage a batch and merge its winner per key into the table (SPEC §6.3).
+    """Stage rows and merge their winner per key into the table (`merge_staged`)."""
+    _copy_rows(conn, prepare_staging(conn, final), rows)
+    merge_staged(conn, final, deletes=deletes)
+
+
+def merge_staged(conn: PgConnection, final: FinalTarget, *, deletes: bool) -> None:
+    """Merge the winner per key of the staged batch into the table (SPEC §6.3).
 
     With hard deletes in play (`deletes`: the batch holds a delete; or keys were removed
     before), winners beaten by a recorded delete are dropped first, winning deletes remove
     their row, and the deletes are recorded.
     """
     columns, keys, cursor = final.all_columns, final.keys, final.cursor
-    _session_table(
-        conn, final.staging, sql.create_staging_table(final.staging, final.schema, final.table)
-    )
-    _copy_rows(conn, sql.copy_into("pg_temp", final.staging, columns), rows)
     if not (final.deleted and (deletes or final.has_tombstones)):
         conn.execute(
             sql.upsert_rows(
@@ -176,11 +190,30 @@ def write_typed(
         _copy_rows(conn, sql.copy_into(final.schema, final.table, final.all_columns), rows)
 
 
+class _KeptCopy(LibpqWriter):
+    """Sends a COPY's data and keeps every block of it (`kept`), so that the batch can be sent
+    again on another connection, or staged for a merge, without formatting its rows again and
+    without keeping each row's Python objects alive until the commit."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], kept: list[Buffer]) -> None:
+        super().__init__(cursor)
+        self.kept = kept
+
+    def write(self, data: Buffer) -> None:
+        """Keep a block, then send it (a lost connection raises after it is kept)."""
+        self.kept.append(data)
+        super().write(data)
+
+
 class BatchWriter:
     """Streams the rows of one sink's current batch and commits them.
 
-    The batch's rows are also kept, so that a batch whose connection was lost can be sent again
-    on new connections (`replay`) from the last committed batch on (SPEC §9).
+    Rows go out as they are added, as COPY data: into the raw table; into the final table
+    (append, and a dedup stream's batches while no batch has met existing keys, under a
+    savepoint); or into the session's staging table, from which a dedup batch is merged at
+    the commit. The COPY data is kept (not the rows), so that a batch whose connection was
+    lost can be sent again on new connections (`replay`) from the last committed batch on
+    (SPEC §9), and a batch that met existing keys is staged from it.
     """
 
     def __init__(
@@ -201,9 +234,16 @@ class BatchWriter:
         self._final_stack = ExitStack()
         self._raw_copy: psycopg.Copy | None = None
         self._final_copy: psycopg.Copy | None = None
-        #: The batch's rows, for an upsert or a replay.
+        #: The COPY data sent so far, per table (blocks of rows, in order).
+        self.raw_data: list[Buffer] = []
+        self.final_data: list[Buffer] = []
+        #: Rows added once a connection was lost, which no COPY took (sent by `replay`).
         self.raw_rows: list[tuple[Any, ...]] = []
         self.final_rows: list[list[Any]] = []
+        #: Whether the final rows stream into the session's staging table (to be merged).
+        self.staged = False
+        #: How many records the batch holds.
+        self.records = 0
         #: Whether the batch holds a record that deletes its key (hard_delete).
         self.saw_delete = False
         #: The error that cut a connection while rows streamed; the commit raises it.
@@ -213,11 +253,6 @@ class BatchWriter:
         self._opened = False
 
     @property
-    def records(self) -> int:
-        """How many records the batch holds."""
-        return max(len(self.raw_rows), len(self.final_rows))
-
-    @property
     def connection_lost(self) -> bool:
         """Whether one of the batch's connections is gone."""
         return any(conn.closed or conn.broken for conn in (self.raw_conn, self.final_conn))
@@ -225,70 +260,106 @@ class BatchWriter:
     def _open(self) -> None:
         self._opened = True
         if self.raw_statement is not None:
-            raw_cursor = self._raw_stack.enter_context(self.raw_conn.cursor())
-            self._raw_copy = self._raw_stack.enter_context(raw_cursor.copy(self.raw_statement))
+            self._raw_copy = self._start_copy(
+                self._raw_stack, self.raw_conn, self.raw_statement, self.raw_data
+            )
         final, conn = self.final, self.final_conn
         if final is None:
             return
+        statement = sql.copy_into(final.schema, final.table, final.all_columns)
         if final.keys:
-            if not final.copy_directly:
-                return
-            conn.execute(sql.SAVEPOINT)
-        final_cursor = self._final_stack.enter_context(conn.cursor())
-        self._final_copy = self._final_stack.enter_context(
-            final_cursor.copy(sql.copy_into(final.schema, final.table, final.all_columns))
-        )
+            if final.copy_directly:
+                conn.execute(sql.SAVEPOINT)
+            else:
+                statement, self.staged = prepare_staging(conn, final), True
+        self._final_copy = self._start_copy(self._final_stack, conn, statement, self.final_data)
+
+    @staticmethod
+    def _start_copy(
+        stack: ExitStack, conn: PgConnection, statement: Composed, kept: list[Buffer]
+    ) -> psycopg.Copy:
+        cursor = stack.enter_context(conn.cursor())
+        return stack.enter_context(cursor.copy(statement, writer=_KeptCopy(cursor, kept)))
 
     def add(self, raw_row: tuple[Any, ...] | None, final_row: list[Any] | None) -> None:
-        """Send one record's rows (and keep them): its raw row unless the layout has no raw
-        table, its final row unless it has no final table. A lost connection is remembered
-        for the commit, which raises it."""
-        if raw_row is not None:
+        """Send one record's rows: its raw row unless the layout has no raw table, its final
+        row unless it has no final table. A lost connection is remembered for the commit,
+        which raises it; the rows from then on are kept for the replay."""
+        self.records += 1
+        #: Which of the record's rows a COPY took: none, raw, both. A row `write_row` takes
+        #: is in the COPY data even if sending it raises.
+        taken = 0
+        if self.lost is None:
+            try:
+                if not self._opened:
+                    self._open()
+                taken = 1
+                if raw_row is not None and self._raw_copy is not None:
+                    self._raw_copy.write_row(raw_row)
+                taken = 2
+                if final_row is not None and self._final_copy is not None:
+                    self._final_copy.write_row(final_row)
+                return
+            except psycopg.OperationalError as error:
+                if not self.connection_lost:
+                    raise
+                self._lose(error)
+        if taken == 0 and raw_row is not None and self.raw is not None:
             self.raw_rows.append(raw_row)
-        if final_row is not None:
+        if taken <= 1 and final_row is not None and self.final is not None:
             self.final_rows.append(final_row)
-        if self.lost is not None:
-            return
-        try:
-            if not self._opened:
-                self._open()
-            if raw_row is not None and self._raw_copy is not None:
-                self._raw_copy.write_row(raw_row)
-            if final_row is not None and self._final_copy is not None:
-                self._final_copy.write_row(final_row)
-        except psycopg.OperationalError as error:
-            if not self.connection_lost:
-                raise
-            self.lost = error
+
+    def _lose(self, error: psycopg.OperationalError) -> None:
+        """Remember a lost connection; ending both COPYs hands their last buffered rows to
+        the kept data (sending it fails, or goes to a transaction `abort` rolls back)."""
+        self.lost = error
+        for stack in (self._raw_stack, self._final_stack):
+            with suppress(psycopg.Error):
+                stack.close()
 
     def commit(self) -> None:
-        """Finish both COPYs, upsert if the batch met existing keys (or holds deletes), commit
-        final then raw."""
+        """Write the batch out (`write_out`) and commit it (`commit_transactions`)."""
+        self.write_out()
+        self.commit_transactions()
+
+    def write_out(self) -> None:
+        """Finish both COPYs and merge a dedup batch that was staged, met existing keys or
+        holds deletes: every row is written and checked, the transactions are left to
+        commit."""
         if self.lost is not None:
             raise self.lost
         if not self._opened:
             self._open()
         final, conn = self.final, self.final_conn
         self._raw_stack.close()
-        copied = self._final_copy is not None
+        copied = self._final_copy is not None and not self.staged
         try:
             self._final_stack.close()
         except psycopg.errors.UniqueViolation:
-            if final is None:
+            if final is None or self.staged:
                 raise
             final.upsert_needed = True
             conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
             copied = False
-        if final is not None and final.keys:
-            if copied and self.saw_delete:
-                # Deletes never go in as rows: take the batch through the upsert.
-                conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
-                copied = False
-            if copied:
-                conn.execute(sql.RELEASE_SAVEPOINT)
-            else:
-                upsert(conn, final, self.final_rows, deletes=self.saw_delete)
-        conn.commit()
+        if final is None or not final.keys:
+            return
+        if copied and self.saw_delete:
+            # Deletes never go in as rows: take the batch through the merge.
+            conn.execute(sql.ROLLBACK_TO_SAVEPOINT)
+            copied = False
+        if copied:
+            conn.execute(sql.RELEASE_SAVEPOINT)
+            return
+        if not self.staged:
+            with conn.cursor() as cursor, cursor.copy(prepare_staging(conn, final)) as copy:
+                for block in self.final_data:
+                    copy.write(block)
+        merge_staged(conn, final, deletes=self.saw_delete)
+
+    def commit_transactions(self) -> None:
+        """Commit a written batch: the final table's transaction first, then the raw one's
+        (see the module's docstring)."""
+        self.final_conn.commit()
         self.final_committed = True
         self.raw_conn.commit()
 
@@ -296,14 +367,26 @@ class BatchWriter:
         """The same batch on new connections, for a retry; the final table's part is left out
         when it was already committed."""
         final = None if self.final_committed else self.final
+        for stack in (self._raw_stack, self._final_stack):
+            # Rows still buffered in a COPY go to the kept data (`abort` does this too).
+            with suppress(psycopg.Error):
+                stack.close()
         writer = BatchWriter(raw_conn, final_conn, self.raw, final)
         writer.saw_delete = self.saw_delete
-        raw_rows = self.raw_rows if self.raw is not None else []
-        final_rows = self.final_rows if final is not None else []
-        for index in range(max(len(raw_rows), len(final_rows))):
-            writer.add(
-                raw_rows[index] if raw_rows else None, final_rows[index] if final_rows else None
-            )
+        writer.records = self.records
+        writer._open()
+        parts: list[tuple[psycopg.Copy | None, list[Buffer], Sequence[Sequence[Any]]]] = [
+            (writer._raw_copy, self.raw_data, self.raw_rows)
+        ]
+        if final is not None:
+            parts.append((writer._final_copy, self.final_data, self.final_rows))
+        for copy, blocks, rows in parts:
+            if copy is None:
+                continue
+            for block in blocks:
+                copy.write(block)
+            for row in rows:
+                copy.write_row(row)
         return writer
 
     def abort(self) -> None:

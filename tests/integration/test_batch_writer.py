@@ -4,6 +4,7 @@ falls back from a plain COPY to an upsert when it meets an existing key."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,7 +66,13 @@ def table_rows(connector: PostgresConnector, table: str) -> list[tuple[Any, ...]
 
 
 def kill(conn: PgConnection, admin: psycopg.Connection[Any]) -> None:
-    admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    """Terminate the connection's server process, and wait until it is gone."""
+    pid = conn.info.backend_pid
+    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    deadline = time.monotonic() + 10
+    while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+        assert time.monotonic() < deadline, "the killed backend did not go away"
+        time.sleep(0.01)
 
 
 def test_the_final_table_commits_before_the_raw_table(
@@ -148,3 +155,46 @@ def test_a_dedup_batch_meeting_an_existing_key_is_upserted(connector: PostgresCo
         assert final.upsert_needed == (value != "a")
     assert table_rows(connector, "final") == [(1, "a"), (2, "b"), (3, "c")]
     assert len(table_rows(connector, "raw")) == 5
+
+
+@pytest.mark.parametrize("keys", [None, ["id"]], ids=["append", "dedup-staged"])
+@pytest.mark.parametrize("lost", ["raw", "final"])
+def test_a_batch_lost_while_its_rows_stream_is_replayed_exactly_once(
+    connector: PostgresConnector, pg_db: PgDatabase, keys: list[str] | None, lost: str
+) -> None:
+    """The writer keeps the COPY data it sent, not the rows: a connection killed after some
+    blocks went out (and more rows sit in the COPY's buffer) loses none of them and sends
+    none twice when the batch is replayed; nor do the rows added after the loss. A dedup
+    batch that streams into the staging table (an earlier batch met existing keys) merges
+    all of them after the replay."""
+    final = final_target(keys=keys)
+    if keys:
+        connector.prepare_key_index(SCHEMA, "final", keys, None)
+        final.upsert_needed = True
+    pair = connector.streaming.acquire()
+    assert pair is not None
+    writer = BatchWriter(*pair, (SCHEMA, "raw"), final)
+    batch = rows(1, 8000)
+    for number, (raw_row, final_row) in enumerate(batch, start=1):
+        if number == 1500:
+            kill(pair[0] if lost == "raw" else pair[1], pg_db.admin())
+        writer.add(raw_row, final_row)
+    assert writer.staged == bool(keys)
+    # The loss showed while rows streamed: some went out as COPY data, the rest were kept.
+    assert writer.lost is not None
+    assert writer.raw_data
+    assert writer.final_data
+    assert writer.final_rows if lost == "final" else writer.raw_rows
+    with pytest.raises(psycopg.OperationalError):
+        writer.commit()
+    writer.abort()
+    connector.streaming.release(pair)
+    assert table_rows(connector, "final") == []
+    again = connector.streaming.acquire()
+    assert again is not None
+    writer.replay(*again).commit()
+    connector.streaming.release(again)
+    assert table_rows(connector, "final") == [(n, "a") for n in range(1, 8001)]
+    assert [row[0] for row in table_rows(connector, "raw")] == [
+        f"a{n:019d}" for n in range(1, 8001)
+    ]
