@@ -15,6 +15,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from decimal import Decimal
 from typing import IO, Any
 
@@ -22,7 +23,7 @@ import msgspec
 from singer_sdk.singerlib.encoding import GenericSingerReader
 
 from target_postgres_hp.errors import BadInput, RecordRefused
-from target_postgres_hp.records import FastRoutes
+from target_postgres_hp.records import ENVELOPE, FastHandler, FastRoutes
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
@@ -154,7 +155,7 @@ class LineReader(GenericSingerReader[str]):
         stats: Counter[str] = Counter()
         lines: Iterable[str | bytes] = file_input or self.default_input
         routes = self.fast_routes
-        handlers = routes.handlers
+        handlers, text_handlers = routes.handlers, routes.text_handlers
         fast_count = 0
         for line in lines:
             self.line_number += 1
@@ -172,14 +173,18 @@ class LineReader(GenericSingerReader[str]):
                         line.decode()
                     except UnicodeDecodeError:
                         raise BadInput(self.line_number, str(utf8_problem(line))) from None
+                handler: FastHandler | None = None
                 try:
                     message = decode(line)
+                    handler = handlers.get(type(message))
                 except msgspec.DecodeError:
-                    pass
-                else:
-                    if message.type == "RECORD" and handlers[type(message)](message, line):
-                        fast_count += 1
-                        continue
+                    with suppress(msgspec.DecodeError):
+                        message = ENVELOPE.decode(line)
+                        if message.stream is not None:
+                            handler = text_handlers.get(message.stream)
+                if handler is not None and message.type == "RECORD" and handler(message, line):
+                    fast_count += 1
+                    continue
             if not line.strip():
                 continue
             self.current_line = line

@@ -1,13 +1,14 @@
 """The fast way in for a RECORD line: its envelope and its record are decoded by msgspec
 straight into the values the stream's columns need, in column order, with no dict in between.
 
-`FastRoutes` decodes a line's envelope with one decoder for every stream that takes the fast
+`FastRoutes` decodes a line's envelope with one decoder for the streams that take the fast
 way: a union of one message struct per stream, tagged by the stream's name. A stream with a raw
 table keeps its record as the exact JSON text of the line (`msgspec.Raw`), which becomes
 `_airbyte_data` as it is: no re-encoding; `RecordFields` then reads that text into one struct per
 stream whose fields are the stream's properties. A stream without one (the direct layout)
-decodes its record into that struct in the same pass as the envelope. Either way object and
-array columns are kept as their JSON text, which is what their JSONB column takes.
+decodes its record into that struct in the same pass as the envelope. A line that decoder
+refuses is read by `ENVELOPE`, its record kept as JSON text. Either way object and array
+columns are kept as their JSON text, which is what their JSONB column takes.
 
 The fast way only takes lines that need nothing the slow way does: a record with a NUL
 character, NaN/Infinity or a lone surrogate (none of which JSONB can store), a record that is
@@ -44,26 +45,48 @@ ENVELOPE = msgspec.json.Decoder(Envelope, float_hook=Decimal)
 #: Takes a RECORD line's decoded message and the line; False leaves the line to the slow way.
 FastHandler = Callable[[Any, "str | bytes"], bool]
 
+#: A member no line can select (a stream name holding NUL is written with a `\u0000` escape,
+#: and such lines never reach the fast way). With it the union always has two members:
+#: msgspec 0.22 refuses a non-ASCII tag when the only member of a union has it.
+_NO_STREAM = msgspec.defstruct(
+    "NoStream", [("type", str)], tag_field="stream", tag="\x00no stream", gc=False
+)
+
+
+#: How many streams the one-pass decoder knows at most: the streams routed last. Lines of
+#: other routed streams are read by `ENVELOPE` (their record as JSON text), as are lines the
+#: one-pass decoder refuses, so that the decoder is not rebuilt for every one of thousands
+#: of streams.
+UNION_STREAMS = 32
+
 
 class FastRoutes:
-    """The streams whose RECORD lines take the fast way, and one decoder for all of them.
+    """The streams whose RECORD lines take the fast way, and one decoder for most of them.
 
     Each stream has a message struct tagged by its name (the `stream` member), whose `record`
-    is of the type its decoder takes (`msgspec.Raw`, or the stream's `RecordFields.struct`), and
-    a handler. `decode` reads a line into the message of its stream, in one pass; it raises
-    `msgspec.DecodeError` for a line of any other stream, or of any other shape, which the
-    slow way then reads. None while no stream takes the fast way.
+    is of the type its decoder takes (`msgspec.Raw`, or the stream's `RecordFields.struct`),
+    with its handler, and a handler for its line read by `ENVELOPE` (`text_handlers`).
+    `decode` reads a line into the message of its stream in one pass (the last
+    `UNION_STREAMS` streams routed); it raises `msgspec.DecodeError` for a line of any other
+    stream, or of any other shape (a `stream` given twice with two values among them), which
+    the reader then reads with `ENVELOPE`. None while no stream takes the fast way.
     """
 
     def __init__(self) -> None:
         self._messages: dict[str, type] = {}
         #: The handler of each stream's message struct.
         self.handlers: dict[type, FastHandler] = {}
+        #: Per stream, the handler of its line read by `ENVELOPE`.
+        self.text_handlers: dict[str, FastHandler] = {}
         self.decode: Callable[[str | bytes], Any] | None = None
 
-    def add(self, stream: str, record_type: Any, handler: FastHandler) -> None:
+    def add(
+        self, stream: str, record_type: Any, handler: FastHandler, text_handler: FastHandler
+    ) -> None:
         """Route the RECORD lines of `stream`, their record decoded as `record_type`."""
         self.remove(stream)
+        self.text_handlers[stream] = text_handler
+        self._rebuild()
         try:
             message = msgspec.defstruct(
                 "RecordMessage",
@@ -78,25 +101,28 @@ class FastRoutes:
                 gc=False,
             )
         except (ValueError, UnicodeEncodeError):  # pragma: no cover - a tag msgspec refuses
-            return  # the stream's lines take the slow way
+            return  # the stream's lines are read by ENVELOPE
         self._messages[stream] = message
         self.handlers[message] = handler
-        self._rebuild()
 
     def remove(self, stream: str) -> None:
         """Leave the RECORD lines of `stream` to the slow way."""
+        self.text_handlers.pop(stream, None)
         message = self._messages.pop(stream, None)
         if message is not None:
             del self.handlers[message]
-            self._rebuild()
+        self._rebuild()
 
     def _rebuild(self) -> None:
-        types = tuple(self._messages.values())
-        self.decode = (
-            msgspec.json.Decoder(Union[types], float_hook=Decimal).decode  # noqa: UP007
-            if types
-            else None
-        )
+        """Make the decoder again when it is first needed: a run that sends its SCHEMA
+        messages together builds it once, not once per stream."""
+        self.decode = self._decode_after_change if self.text_handlers else None
+
+    def _decode_after_change(self, line: str | bytes) -> Any:
+        types = (_NO_STREAM, *list(self._messages.values())[-UNION_STREAMS:])
+        decode = msgspec.json.Decoder(Union[types], float_hook=Decimal).decode  # noqa: UP007
+        self.decode = decode
+        return decode(line)
 
 
 class RecordFields:

@@ -15,6 +15,7 @@ from singer_sdk.sql import SQLTarget
 
 from target_postgres_hp.batch import Manifest
 from target_postgres_hp.casting import SHORT_LINE
+from target_postgres_hp.decode import Decoded
 from target_postgres_hp.errors import BadInput
 from target_postgres_hp.messages import before_schema, stream_message_problem
 from target_postgres_hp.reader import LineReader, state_value_text
@@ -74,14 +75,22 @@ class MessageRouter(SQLTarget):
             return
         sink = self._sinks_active.get(stream_map.stream_alias)
         if isinstance(sink, PostgresSink):
-            routes.add(stream_name, sink.plan.decoder.record_type, self._fast_record(sink))
+            decoder = sink.plan.decoder
+            routes.add(
+                stream_name,
+                decoder.record_type,
+                self._fast_record(sink, decoder.from_record),
+                self._fast_record(sink, decoder.from_text),
+            )
 
-    def _fast_record(self, sink: PostgresSink) -> Callable[[Any, str | bytes], bool]:
+    def _fast_record(
+        self, sink: PostgresSink, from_record: Callable[[Any, bool], Decoded | None]
+    ) -> Callable[[Any, str | bytes], bool]:
         """The handler of a stream's RECORD lines that msgspec read (`records.FastRoutes`),
-        bound to the stream's sink: the reader calls it once per record. It returns False
-        to leave the line to the slow way, which says what is wrong with it. A new sink
-        comes only with a SCHEMA message, which routes the stream again."""
-        from_record = sink.plan.decoder.from_record
+        bound to the stream's sink and to the decoder's way in for what the line's record
+        was read into: the reader calls it once per record. It returns False to leave the
+        line to the slow way, which says what is wrong with it. A new sink comes only with a
+        SCHEMA message, which routes the stream again."""
         add = sink.add
 
         def fast_record(message: Any, line: str | bytes) -> bool:

@@ -38,7 +38,7 @@ CdcDeletionMode = Literal["hard_delete", "soft_delete"]
 TableLayout = Literal["raw_and_final", "direct", "raw_only"]
 TABLE_LAYOUTS: tuple[TableLayout, ...] = ("raw_and_final", "direct", "raw_only")
 
-DEFAULT_BATCH_SIZE_ROWS = 10_000
+DEFAULT_BATCH_SIZE_ROWS = 20_000
 #: Seconds a run waits for another run loading the same stream (SPEC §9).
 DEFAULT_LOCK_WAIT_SECONDS = 300
 

@@ -92,8 +92,8 @@ else:
     taken = [0]
     fast_record = TargetPostgresHP._fast_record
 
-    def _fast_record(self, sink):
-        handler = fast_record(self, sink)
+    def _fast_record(self, *args):
+        handler = fast_record(self, *args)
 
         def counted(*args):
             took = handler(*args)
@@ -506,13 +506,14 @@ class _Members(list[tuple[str, Any]]):
 
 
 def fast_way_takes(line: str, layout: str = "raw_and_final") -> bool | None:
-    """Whether the fast way must take a RECORD line: it has no NUL escape, msgspec reads it,
-    its record is an object and a `stream` given twice is the same stream both times (the
-    fast way picks the stream's decoder by the first). A record whose property names msgspec
-    cannot match is still taken: the stream's decoder reads it into a dict itself. In the
-    direct layout, where the record is decoded with its envelope, a `record` given twice may
-    or may not be (None): its first value is decoded too, as the record unless the stream
-    has a property name msgspec cannot match."""
+    """Whether the fast way must take a RECORD line: it has no NUL escape, msgspec reads it
+    and its record is an object (a `stream` given twice with two values is read by the
+    envelope decoder, whose last value wins). A record whose property names msgspec cannot
+    match is still taken: the stream's decoder reads it into a dict itself. In the direct
+    layout, where the record is decoded with its envelope, a `record` given twice may or may
+    not be (None): its first value is decoded too, as the record unless the stream has a
+    property name msgspec cannot match, and a record decoded whole that lacks a key is left
+    to the slow way."""
     if "\\u0000" in line:
         return False
     try:
@@ -522,9 +523,6 @@ def fast_way_takes(line: str, layout: str = "raw_and_final") -> bool | None:
     if not isinstance(message.get("record"), dict):
         return False
     members = json.loads(line, object_pairs_hook=_Members)
-    streams = {json.dumps(value) for name, value in members if name == "stream"}
-    if len(streams) > 1:
-        return False
     if layout == "direct" and sum(name == "record" for name, _ in members) > 1:
         return None
     return True

@@ -44,7 +44,7 @@ def test_defaults() -> None:
     assert s.table_layout == "raw_and_final"
     assert s.cdc_deletion_mode == "hard_delete"
     assert s.ignore_stream_namespace is False
-    assert s.batch_size_rows == 10_000
+    assert s.batch_size_rows == 20_000
     assert s.url_params.libpq == {"connect_timeout": "60"}
     assert s.embedded is False
     assert s.embedded_data_directory == Path(".target-postgres-hp/pgdata")

@@ -33,7 +33,7 @@ from target_postgres_hp.casting import (
     cast_for,
 )
 from target_postgres_hp.reader import _decode
-from target_postgres_hp.records import ENVELOPE, RecordFields
+from target_postgres_hp.records import ENVELOPE, UNION_STREAMS, FastRoutes, RecordFields
 
 ALL_COLUMNS = [STRING, NUMBER, INTEGER, BOOLEAN, OBJECT, ARRAY, JSONB]
 ALL_COLUMNS += [TIMESTAMPTZ, TIMESTAMP, TIMETZ, TIME, DATE]
@@ -311,3 +311,83 @@ def test_any_property_names_the_fast_way_takes_or_leaves_and_agrees(
     assert fast is not None
     same(slow, fast)
     assert all(key in message["record"] for key in keys)
+
+
+# --------------------------------------------------------------------------- FastRoutes
+
+
+def _take(message: Any, line: str | bytes) -> bool:
+    return True
+
+
+def _route(*streams: str) -> FastRoutes:
+    routes = FastRoutes()
+    for stream in streams:
+        routes.add(stream, msgspec.Raw, _take, _take)
+    return routes
+
+
+def _stream_of(routes: FastRoutes, line: bytes) -> str | None:
+    """The stream whose handler the fast way picks for a line, or None (the slow way)."""
+    assert routes.decode is not None
+    try:
+        message = routes.decode(line)
+    except msgspec.DecodeError:
+        return None
+    for stream, kind in routes._messages.items():
+        if type(message) is kind:
+            return stream
+    return None
+
+
+@pytest.mark.parametrize("stream", ["users", "é", "日本", "😀", "", "a b", "t" * 300, "null", "1"])
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_fast_routes_pick_the_stream_of_a_line(stream: str, ascii_only: bool) -> None:
+    """Whatever the stream's name, written as UTF-8 or as escapes, and whether it is the only
+    stream or one of several, a line goes to its own stream's handler."""
+    line = json.dumps(
+        {"type": "RECORD", "stream": stream, "record": {"a": 1}}, ensure_ascii=ascii_only
+    ).encode()
+    assert _stream_of(_route(stream), line) == stream
+    assert _stream_of(_route("other", stream, "z"), line) == stream
+
+
+def test_fast_routes_leave_other_lines_to_the_envelope() -> None:
+    """A line of an unrouted stream, a `stream` given twice with two values (json takes the
+    last, msgspec's tag the first), a line without a stream: not the one-pass decoder's (the
+    reader reads them with `ENVELOPE`, whose last `stream` wins, as in json)."""
+    routes = _route("s0", "S0")
+    assert _stream_of(routes, b'{"type":"RECORD","stream":"x","record":{}}') is None
+    for first, last in (("s0", "S0"), ("S0", "s0"), ("s0", "x")):
+        line = f'{{"type":"RECORD","stream":"{first}","stream":"{last}","record":{{}}}}'
+        assert _stream_of(routes, line.encode()) is None
+    same = b'{"type":"RECORD","stream":"s0","stream":"s0","record":{}}'
+    assert _stream_of(routes, same) == "s0"
+    assert _stream_of(routes, b'{"type":"STATE","value":{}}') is None
+    # A name a NUL would select is never on a line that reaches the decoder, nor routable.
+    assert _stream_of(routes, b'{"type":"RECORD","stream":"\\u0000no stream","record":{}}') is None
+
+
+def test_fast_routes_follow_added_and_removed_streams() -> None:
+    routes = _route("a")
+    line_b = b'{"type":"RECORD","stream":"b","record":{}}'
+    assert _stream_of(routes, line_b) is None
+    routes.add("b", msgspec.Raw, _take, _take)
+    assert _stream_of(routes, line_b) == "b"
+    routes.remove("b")
+    assert _stream_of(routes, line_b) is None
+    assert "b" not in routes.text_handlers
+    routes.remove("a")
+    assert routes.decode is None
+
+
+def test_fast_routes_decode_the_latest_streams_in_one_pass() -> None:
+    """The one-pass decoder knows the last `UNION_STREAMS` streams routed; the lines of
+    older ones keep their handler for the envelope's way."""
+    names = [f"s{number}" for number in range(UNION_STREAMS + 8)]
+    routes = _route(*names)
+    for position, name in enumerate(names):
+        line = f'{{"type":"RECORD","stream":"{name}","record":{{}}}}'.encode()
+        newest = position >= len(names) - UNION_STREAMS
+        assert _stream_of(routes, line) == (name if newest else None)
+        assert name in routes.text_handlers
