@@ -77,6 +77,7 @@ class RecordDecoder:
             self.record_type = fields.struct
             self.from_record = self.from_struct
             self._values_row = caster.values_row
+            self._nulled = caster.nulled
             self._key_positions = fields.key_positions
 
     def from_text(self, text: msgspec.Raw, short: bool) -> Decoded | None:
@@ -109,7 +110,7 @@ class RecordDecoder:
             if values[position] is msgspec.UNSET:
                 return None
         row, bad = self._values_row(values, short)
-        changes = self._caster.nulled(row) if bad and self._caster is not None else []
+        changes = self._nulled(row) if bad else []
         if changes and self._key_set:
             for change in changes:
                 if change["field"] in self._key_set:

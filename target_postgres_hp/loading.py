@@ -310,19 +310,27 @@ class BatchWriter:
             self.final_rows.append(final_row)
 
     def _lose(self, error: psycopg.OperationalError) -> None:
-        """Remember a lost connection; ending both COPYs hands their last buffered rows to
-        the kept data (sending it fails, or goes to a transaction `abort` rolls back)."""
+        """Remember a lost connection, and end both COPYs (`_end_copies`)."""
         self.lost = error
+        self._end_copies()
+
+    def _end_copies(self) -> None:
+        """End both COPYs, whatever state their connections are in: the rows still buffered
+        in a COPY go to the kept data (sending them fails, or goes to a transaction that
+        `abort` rolls back)."""
         for stack in (self._raw_stack, self._final_stack):
             with suppress(psycopg.Error):
                 stack.close()
 
     def commit(self) -> None:
-        """Write the batch out (`write_out`) and commit it (`commit_transactions`)."""
-        self.write_out()
-        self.commit_transactions()
+        """Write the batch out (`_write_out`), then commit the final table's transaction
+        first and the raw one's after it (see the module's docstring)."""
+        self._write_out()
+        self.final_conn.commit()
+        self.final_committed = True
+        self.raw_conn.commit()
 
-    def write_out(self) -> None:
+    def _write_out(self) -> None:
         """Finish both COPYs and merge a dedup batch that was staged, met existing keys or
         holds deletes: every row is written and checked, the transactions are left to
         commit."""
@@ -356,21 +364,11 @@ class BatchWriter:
                     copy.write(block)
         merge_staged(conn, final, deletes=self.saw_delete)
 
-    def commit_transactions(self) -> None:
-        """Commit a written batch: the final table's transaction first, then the raw one's
-        (see the module's docstring)."""
-        self.final_conn.commit()
-        self.final_committed = True
-        self.raw_conn.commit()
-
     def replay(self, raw_conn: PgConnection, final_conn: PgConnection) -> BatchWriter:
         """The same batch on new connections, for a retry; the final table's part is left out
         when it was already committed."""
         final = None if self.final_committed else self.final
-        for stack in (self._raw_stack, self._final_stack):
-            # Rows still buffered in a COPY go to the kept data (`abort` does this too).
-            with suppress(psycopg.Error):
-                stack.close()
+        self._end_copies()
         writer = BatchWriter(raw_conn, final_conn, self.raw, final)
         writer.saw_delete = self.saw_delete
         writer.records = self.records
@@ -391,9 +389,7 @@ class BatchWriter:
 
     def abort(self) -> None:
         """Give up the batch: both transactions roll back."""
-        for stack in (self._raw_stack, self._final_stack):
-            with suppress(psycopg.Error):
-                stack.close()
+        self._end_copies()
         for conn in (self.final_conn, self.raw_conn):
             if not conn.closed:
                 try:

@@ -194,10 +194,6 @@ class RawRowBuilder:
             return self.empty_meta
         return _ENCODER.encode({"changes": changes, "sync_id": self.sync_id}).decode("utf-8")
 
-    def id_and_time(self, time_extracted: object) -> tuple[str, str]:
-        """A new raw id and the extraction time (ISO text) of one record."""
-        return self.next_id(), self.extracted_text(time_extracted)
-
     def extracted_text(self, time_extracted: object) -> str:
         """The extraction time of one record as ISO text; a `time_extracted` like the last
         one's (`text_of`) reuses its text (`last_text`)."""

@@ -56,7 +56,7 @@ def test_row_keeps_numbers_exact_and_records_changes() -> None:
         "text": "😀 ü",
     }
     cleaned, changes = clean_record(record)
-    raw_id, extracted_at = builder.id_and_time("2024-01-02T03:04:05+02:00")
+    raw_id, extracted_at = builder.next_id(), builder.extracted_text("2024-01-02T03:04:05+02:00")
     data, meta = data_json(cleaned), builder.meta_json(changes)
     uuid.UUID(raw_id)
     assert datetime.fromisoformat(extracted_at) == datetime(
