@@ -14,6 +14,7 @@ import msgspec
 
 from target_postgres_hp.casts import BIGINT_MAX as BIGINT_MAX
 from target_postgres_hp.casts import BIGINT_MIN as BIGINT_MIN
+from target_postgres_hp.casts import DIGITS_AS_ZERO
 from target_postgres_hp.casts import UNFIT as UNFIT
 from target_postgres_hp.casts import Cast as Cast
 from target_postgres_hp.casts import cast_array as cast_array
@@ -100,8 +101,8 @@ def _plain_text_step(v: str, i: int, rule: PlainText, bound: dict[str, Any]) -> 
         length, index, bound[f"char{i}"] = rule.shape
         plain = f"len({v}) == {length} and {v}[{index}] == char{i}"
     else:
-        bound[f"shape{i}"] = rule.shape.fullmatch
-        plain = f"shape{i}({v}) is not None"
+        bound[f"shape{i}"], bound["zero"] = rule.shape, DIGITS_AS_ZERO
+        plain = f"{v}.encode('ascii', 'replace').translate(zero) in shape{i}"
     return [
         f"if {v} is not None:",
         f"    if type({v}) is str and {plain}:",
@@ -127,11 +128,15 @@ def _kept_step(v: str, i: int, column: ColumnType, bound: dict[str, Any]) -> lis
     return [f"if not ({kept}):", *_indented(_cast(v, i))]
 
 
-def _row_function(plan: list[PlanColumn], json_texts: frozenset[int] | None) -> RowFunction:
+def _row_function(
+    plan: list[PlanColumn], json_texts: frozenset[int] | None, typed: frozenset[int] = frozenset()
+) -> RowFunction:
     """A function that casts one record into its row and says whether a value did not fit:
     `row(record)` for a dict, or, given `json_texts`, `row(values, short)` for the record's
     values in plan order (`records.RecordFields`; `short`: the line had at most `SHORT_LINE`
-    characters), the columns at `json_texts` arriving as the JSON text of the line.
+    characters), the columns at `json_texts` arriving as the JSON text of the line. The
+    values at `typed` were decoded as their column's `decodes_as`, so they are kept as
+    they are, with no step.
 
     This is the hottest loop of a load, so each column's step is inlined into generated code:
     a generic loop over the columns, or a closure per column, types a record 30 to 55 % slower
@@ -150,6 +155,8 @@ def _row_function(plan: list[PlanColumn], json_texts: frozenset[int] | None) -> 
         bound[f"n{i}"], bound[f"c{i}"] = name, cast
         if json_texts is None:
             code.append(f"    {v} = get(n{i})")
+        if i in typed:
+            continue
         if column is None:
             step = _cast(v, i)
         elif json_texts is not None and i in json_texts and column.json_text is not None:
@@ -169,17 +176,26 @@ class RowCaster:
     """Casts records into final-table rows: the property columns in table order.
 
     `plan` gives, per column, the property name, the cast and the column type (which lets the
-    common values skip the cast call). `row()` returns the values and the `_airbyte_meta`
+    common values skip the cast call); the values at `typed` are checked by the decoder of
+    `typed_row`. `row()` returns the values and the `_airbyte_meta`
     changes for the values that did not fit; `row_of_values()` does the same for a record
     already decoded into its values (`json_texts` names the columns that arrive as JSON text).
     """
 
-    def __init__(self, plan: list[PlanColumn], json_texts: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        plan: list[PlanColumn],
+        json_texts: frozenset[int] = frozenset(),
+        typed: frozenset[int] = frozenset(),
+    ) -> None:
         self.names = [name for name, _, _ in plan]
         self._row = _row_function(plan, None)
         #: `values_row(values, short)`: the row of a record decoded into its values, and
         #: whether a value did not fit (then `nulled` makes the row storable).
         self.values_row = _row_function(plan, json_texts)
+        #: The same for values decoded by `records.RecordFields.strict`, whose values at
+        #: `typed` are kept as they are.
+        self.typed_row = _row_function(plan, json_texts, typed) if typed else self.values_row
 
     def nulled(self, values: list[Any]) -> list[dict[str, str]]:
         """NULL for each value that did not fit (UNFIT), and the changes that record it."""

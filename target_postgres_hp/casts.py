@@ -7,6 +7,7 @@ round trip and no per-value PL/pgSQL. Which cast a column type uses is said by i
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable
@@ -217,12 +218,32 @@ def _round_fraction(text: str, parsed: Any) -> Any:
     return parsed
 
 
-#: Date-times and dates PostgreSQL reads exactly as Python does: valid ones are sent as
-#: received, which spares formatting them again (see `pgtypes.PlainText`).
-PLAIN_DATETIME = re.compile(
-    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d(?::?\d\d)?)?"
+#: Turns every ASCII digit into 0: what is left of a text is its layout.
+DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+#: The layouts (`layout`) of the date-times PostgreSQL reads exactly as Python does:
+#: YYYY-MM-DD, T or a space, HH:MM:SS, up to six fractional digits, then no offset, Z, or
+#: ±HH, ±HHMM, ±HH:MM. A valid one is sent as received, which spares formatting it again
+#: (see `pgtypes.PlainText`); Python also reads other forms (week dates, basic format, a
+#: comma or more digits in the fraction, offsets with seconds), which are parsed and sent
+#: formatted.
+PLAIN_DATETIME = frozenset(
+    "".join(parts).encode()
+    for parts in itertools.product(
+        ["0000-00-00"],
+        ["T", " "],
+        ["00:00:00"],
+        ["", *("." + "0" * digits for digits in range(1, 7))],
+        ["", "Z", *(sign + offset for sign in "+-" for offset in ("00", "0000", "00:00"))],
+    )
 )
 PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
+def layout(text: str) -> bytes:
+    """The text with its ASCII digits as 0 and any other non-ASCII character as `?`: a set of
+    layouts tests a shape in one lookup, several times quicker than a regular expression."""
+    return text.encode("ascii", "replace").translate(DIGITS_AS_ZERO)
 
 
 def _parse_datetime(value: Any) -> Any:
@@ -232,7 +253,7 @@ def _parse_datetime(value: Any) -> Any:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return UNFIT
-    if PLAIN_DATETIME.fullmatch(value):
+    if layout(value) in PLAIN_DATETIME:
         return value
     if "." in value or "," in value:
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from target_postgres_hp.casting import RowCaster
+from target_postgres_hp.casting import RowCaster, RowFunction
 from target_postgres_hp.errors import KeyMissing, KeyNotStorable
 from target_postgres_hp.rawdata import clean_record, data_json
 from target_postgres_hp.records import RecordFields
@@ -73,12 +73,16 @@ class RecordDecoder:
         #: `records.FastRoutes`).
         self.record_type: Any = msgspec.Raw
         self.from_record: Callable[[Any, bool], Decoded | None] = self.from_text
+        #: When `record_type` checks values (`RecordFields.strict`): the record type that
+        #: does not, and its way in (see `records.FastRoutes.add`).
+        self.lenient: tuple[Any, Callable[[Any, bool], Decoded | None]] | None = None
         if not raw_json and fields.struct is not None and caster is not None:
             self.record_type = fields.struct
-            self.from_record = self.from_struct
-            self._values_row = caster.values_row
-            self._nulled = caster.nulled
-            self._key_positions = fields.key_positions
+            self.from_record = self._struct_way(fields.struct, caster.values_row, caster)
+            if fields.strict is not None:
+                self.lenient = (self.record_type, self.from_record)
+                self.record_type = fields.strict
+                self.from_record = self._struct_way(fields.strict, caster.typed_row, caster)
 
     def from_text(self, text: msgspec.Raw, short: bool) -> Decoded | None:
         """A record as the JSON text of its line (`short`: the line had at most
@@ -98,24 +102,34 @@ class RecordDecoder:
             self._refuse_unstorable_key(typed[1], json.loads(bytes(text)).get)
         return text, None, typed, bool(self._marker_positions) and self._deletes(values)
 
-    def from_struct(self, record: Any, short: bool) -> Decoded | None:
-        """A record the fast way decoded into the struct of its values (`record_type`), in a
-        layout that keeps no raw JSON; None leaves it to the slow way: a missing key, or a
-        key its column cannot hold (the slow way says which, with its value). This is the
-        hot path of a direct load."""
-        if type(record) is not self.record_type:
-            return None
-        values = _astuple(record)
-        for position in self._key_positions:
-            if values[position] is msgspec.UNSET:
+    def _struct_way(
+        self, struct: Any, values_row: RowFunction, caster: RowCaster
+    ) -> Callable[[Any, bool], Decoded | None]:
+        """The way in for a record the fast way decoded into `struct` (the struct of its
+        values), in a layout that keeps no raw JSON; it returns None to leave the record to the
+        slow way: a missing key, or a key its column cannot hold (the slow way says which,
+        with its value). This is the hot path of a direct load."""
+        key_positions = self._fields.key_positions
+        key_set = self._key_set
+        nulled = caster.nulled
+        deletes = self._deletes if self._marker_positions else None
+
+        def from_struct(record: Any, short: bool) -> Decoded | None:
+            if type(record) is not struct:
                 return None
-        row, bad = self._values_row(values, short)
-        changes = self._nulled(row) if bad else []
-        if changes and self._key_set:
-            for change in changes:
-                if change["field"] in self._key_set:
+            values = _astuple(record)
+            for position in key_positions:
+                if values[position] is msgspec.UNSET:
                     return None
-        return "", None, (row, changes), bool(self._marker_positions) and self._deletes(values)
+            row, bad = values_row(values, short)
+            changes = nulled(row) if bad else []
+            if changes and key_set:
+                for change in changes:
+                    if change["field"] in key_set:
+                        return None
+            return "", None, (row, changes), deletes is not None and deletes(values)
+
+        return from_struct
 
     def _deletes(self, values: tuple[Any, ...]) -> bool:
         """Whether a record's values mark it deleted (hard_delete)."""

@@ -267,8 +267,13 @@ def _casts(
         for index, (_, _, kind) in enumerate(plan)
         if kind in JSON_TEXT_COLUMNS and index not in special
     )
-    fields = RecordFields([column.prop for column in columns], json_texts, schema.keys)
-    return RowCaster(plan, json_texts), fields
+    typed = {
+        index: kind.decodes_as
+        for index, (_, _, kind) in enumerate(plan)
+        if kind is not None and kind.decodes_as is not None and index not in special
+    }
+    fields = RecordFields([column.prop for column in columns], json_texts, schema.keys, typed)
+    return RowCaster(plan, json_texts, fields.typed), fields
 
 
 def type_untyped_raw_rows(

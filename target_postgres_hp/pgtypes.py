@@ -15,8 +15,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from psycopg.sql import SQL
 
 from target_postgres_hp import casts
@@ -32,9 +33,10 @@ class PlainText:
     once `parse` accepts it (what the cast would do, without its calls)."""
 
     parse: Callable[[str], object]
-    #: A pattern the text matches, or, quicker to test, (length, index, character) when only
-    #: one form `parse` accepts has that length and that character at that index.
-    shape: re.Pattern[str] | tuple[int, int, str]
+    #: The layouts the text may have (`casts.layout`: its digits as 0), or, quicker to test,
+    #: (length, index, character) when only one form `parse` accepts has that length and that
+    #: character at that index.
+    shape: frozenset[bytes] | tuple[int, int, str]
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class ColumnType:
     keeps_range: tuple[int, int] | None = field(default=None, repr=False)
     plain_text: PlainText | None = field(default=None, repr=False)
     json_text: JsonText | None = field(default=None, repr=False)
+    #: The msgspec type that decodes exactly the JSON values the column keeps as they are
+    #: (`keeps`, `keeps_range`), so that the decoder, not Python, tests them (see
+    #: `records.RecordFields`); None when no msgspec type does.
+    decodes_as: Any = field(default=None, repr=False)
 
 
 _ZERO = SQL("0")
@@ -101,6 +107,7 @@ STRING = ColumnType(
     # Any scalar widens to its JSON text: `5`, `true`, `2024-01-01T10:00:00+00:00`.
     widens_from_any=SQL("to_jsonb({}) #>> '{{}}'"),
     keeps=str,
+    decodes_as=str,
 )
 NUMBER = ColumnType(
     "number",
@@ -126,6 +133,8 @@ INTEGER = ColumnType(
     reads=(("bigint", _ZERO), ("integer", _ZERO), ("smallint", _ZERO)),
     keeps=int,
     keeps_range=(casts.BIGINT_MIN, casts.BIGINT_MAX),
+    # A JSON integer within BIGINT: msgspec refuses 1.0, "1" and integers out of range.
+    decodes_as=Annotated[int, msgspec.Meta(ge=casts.BIGINT_MIN, le=casts.BIGINT_MAX)],
 )
 BOOLEAN = ColumnType(
     "boolean",
@@ -136,6 +145,7 @@ BOOLEAN = ColumnType(
     generality=0,
     reads=(("boolean", SQL("false")),),
     keeps=bool,
+    decodes_as=bool,
 )
 #: The strict JSONB of an `object` property (an existing jsonb column reads as `JSONB`).
 OBJECT = ColumnType(

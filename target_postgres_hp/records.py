@@ -21,9 +21,9 @@ sentence what is wrong with the line.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import msgspec
 from psycopg.adapt import Dumper
@@ -59,6 +59,10 @@ _NO_STREAM = msgspec.defstruct(
 #: of streams.
 UNION_STREAMS = 32
 
+#: How many lines of a stream the one-pass decoder may refuse for a value its checked record
+#: type does not take before the stream is decoded with no check (`FastRoutes.add`).
+STRICT_REFUSALS = 256
+
 
 class FastRoutes:
     """The streams whose RECORD lines take the fast way, and one decoder for most of them.
@@ -79,13 +83,28 @@ class FastRoutes:
         #: Per stream, the handler of its line read by `ENVELOPE`.
         self.text_handlers: dict[str, FastHandler] = {}
         self.decode: Callable[[str | bytes], Any] | None = None
+        #: Per stream whose record type checks values, the record type and handler that do
+        #: not, and how many of its lines the check refused.
+        self._lenient: dict[str, tuple[Any, FastHandler]] = {}
+        self._refused: dict[str, int] = {}
 
     def add(
-        self, stream: str, record_type: Any, handler: FastHandler, text_handler: FastHandler
+        self,
+        stream: str,
+        record_type: Any,
+        handler: FastHandler,
+        text_handler: FastHandler,
+        lenient: tuple[Any, FastHandler] | None = None,
     ) -> None:
-        """Route the RECORD lines of `stream`, their record decoded as `record_type`."""
+        """Route the RECORD lines of `stream`, their record decoded as `record_type`. When
+        that type checks values (`RecordFields.strict`), `lenient` is the record type and
+        handler that take any value: the stream moves to them once `STRICT_REFUSALS` of its
+        lines failed the check (`refused`), so that a stream whose values seldom pass it is
+        not decoded twice a line."""
         self.remove(stream)
         self.text_handlers[stream] = text_handler
+        if lenient is not None:
+            self._lenient[stream] = lenient
         self._rebuild()
         try:
             message = msgspec.defstruct(
@@ -108,10 +127,22 @@ class FastRoutes:
     def remove(self, stream: str) -> None:
         """Leave the RECORD lines of `stream` to the slow way."""
         self.text_handlers.pop(stream, None)
+        self._lenient.pop(stream, None)
+        self._refused.pop(stream, None)
         message = self._messages.pop(stream, None)
         if message is not None:
             del self.handlers[message]
         self._rebuild()
+
+    def refused(self, stream: str) -> None:
+        """Count a line of `stream` that `decode` refused (a value its record type does not
+        take, or any other shape), which `ENVELOPE` then read."""
+        if stream not in self._lenient:
+            return
+        refused = self._refused[stream] = self._refused.get(stream, 0) + 1
+        if refused >= STRICT_REFUSALS:
+            record_type, handler = self._lenient[stream]
+            self.add(stream, record_type, handler, self.text_handlers[stream])
 
     def _rebuild(self) -> None:
         """Make the decoder again when it is first needed: a run that sends its SCHEMA
@@ -132,10 +163,17 @@ class RecordFields:
     as their JSON text (`msgspec.Raw`): a missing one is None, JSON null the text `null`. No
     key property may be one, since a missing key must be told apart from a null one. `keys`
     are the key properties, which every record must have; those that are not properties are
-    decoded after the others.
+    decoded after the others. `typed` gives, for some of the other positions, the msgspec type
+    of the values their column keeps as they are (`pgtypes.ColumnType.decodes_as`).
     """
 
-    def __init__(self, properties: list[str], json_texts: frozenset[int], keys: list[str]) -> None:
+    def __init__(
+        self,
+        properties: list[str],
+        json_texts: frozenset[int],
+        keys: list[str],
+        typed: Mapping[int, Any] | None = None,
+    ) -> None:
         names = list(properties)
         for key in keys:
             if key not in names:
@@ -144,23 +182,34 @@ class RecordFields:
         if any(position in json_texts for position in self.key_positions):
             msg = "a key property cannot be decoded as JSON text"
             raise ValueError(msg)
-        #: The struct a record decodes into (None when msgspec cannot match a property name).
-        self.struct: type | None = None
+        typed = {
+            position: kind
+            for position, kind in (typed or {}).items()
+            if position not in self.key_positions and position not in json_texts
+        }
+        #: The positions `strict` decodes as their `typed` type.
+        self.typed = frozenset(typed)
         fields: list[tuple[str, Any, Any]] = []
+        strict_fields: list[tuple[str, Any, Any]] = []
         for position in range(len(names)):
             if position in self.key_positions:
-                fields.append((f"f{position}", Any, msgspec.UNSET))
+                field: tuple[str, Any, Any] = (f"f{position}", Any, msgspec.UNSET)
             elif position in json_texts:
-                fields.append((f"f{position}", msgspec.Raw, None))
+                field = (f"f{position}", msgspec.Raw, None)
             else:
-                fields.append((f"f{position}", Any, None))
+                field = (f"f{position}", Any, None)
+            fields.append(field)
+            if position in typed:
+                field = (f"f{position}", Optional[typed[position]], None)  # noqa: UP045
+            strict_fields.append(field)
+        rename = {f"f{position}": name for position, name in enumerate(names)}
+        #: The struct a record decodes into (None when msgspec cannot match a property name).
+        self.struct: type | None = None
+        #: The same with the `typed` values checked by the decoder, which refuses a record
+        #: holding any other value there (None when nothing is typed, or with `struct`).
+        self.strict: type | None = None
         try:
-            struct = msgspec.defstruct(
-                "Record",
-                fields,
-                rename={f"f{position}": name for position, name in enumerate(names)},
-                gc=False,
-            )
+            struct = msgspec.defstruct("Record", fields, rename=rename, gc=False)
         except (ValueError, UnicodeEncodeError):
             # msgspec matches a key to a field by the key's decoded text, but refuses field
             # names holding a quote, a backslash, a control character or a lone surrogate:
@@ -169,6 +218,10 @@ class RecordFields:
         else:
             self.struct = struct
             self._decode = msgspec.json.Decoder(struct, float_hook=Decimal).decode
+            if typed:
+                self.strict = msgspec.defstruct(
+                    "TypedRecord", strict_fields, rename=rename, gc=False
+                )
         self._values = msgspec.structs.astuple
 
     def values(self, text: msgspec.Raw) -> tuple[Any, ...] | None:

@@ -76,11 +76,13 @@ class MessageRouter(SQLTarget):
         sink = self._sinks_active.get(stream_map.stream_alias)
         if isinstance(sink, PostgresSink):
             decoder = sink.plan.decoder
+            lenient = decoder.lenient
             routes.add(
                 stream_name,
                 decoder.record_type,
                 self._fast_record(sink, decoder.from_record),
                 self._fast_record(sink, decoder.from_text),
+                None if lenient is None else (lenient[0], self._fast_record(sink, lenient[1])),
             )
 
     def _fast_record(

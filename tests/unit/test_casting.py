@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta, timezone
@@ -10,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from target_postgres_hp.casting import (
@@ -46,6 +47,7 @@ from target_postgres_hp.casting import (
     json_text,
     make_cast_number,
 )
+from target_postgres_hp.casts import PLAIN_DATETIME, layout
 
 UTC = timezone.utc
 PLUS_0530 = timezone(timedelta(hours=5, minutes=30))
@@ -1083,3 +1085,35 @@ def test_string_round_trips_finite_json_values(value: Any) -> None:
         assert result == value
     else:
         assert strict_json(result) == value
+
+
+# The pattern the layouts of `casts.PLAIN_DATETIME` replaced, ASCII digits only.
+_PLAIN_DATETIME_PATTERN = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+_DATETIME_CHARACTERS = "0123456789-T :.Z+,Wt\u0663\uff12é\ud800"
+
+
+@given(
+    st.from_regex(_PLAIN_DATETIME_PATTERN, fullmatch=True)
+    | st.text(_DATETIME_CHARACTERS, max_size=34)
+    | st.from_regex(_PLAIN_DATETIME_PATTERN, fullmatch=True).flatmap(
+        lambda text: st.tuples(
+            st.integers(0, len(text)), st.integers(0, 2), st.text(_DATETIME_CHARACTERS, max_size=2)
+        ).map(lambda edit: text[: edit[0]] + edit[2] + text[edit[0] + edit[1] :])
+    )
+)
+@example("2024-01-02T03:04:05.1234567")
+@example("2024-01-02T03:04:05.1234567+01:00")
+@example("2024-01-02T03:04:05+01:00:00")
+@example("2024-01-02T03:04:05,5")
+@example("2024-01-02t03:04:05")
+@example("2024-01-02T03:04:05.123456-0130")
+@example("\u0663024-01-02T03:04:05")
+@example("2024-01-02T03:04:05.Z")
+def test_plain_datetime_layouts_are_the_pattern(text: str) -> None:
+    """A text is of a plain date-time layout exactly when it matches the pattern with ASCII
+    digits: other digits, a lone surrogate or any other character make it not plain (it is
+    then parsed and sent formatted, never sent as it is)."""
+    assert (layout(text) in PLAIN_DATETIME) == bool(_PLAIN_DATETIME_PATTERN.fullmatch(text))

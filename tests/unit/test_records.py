@@ -33,7 +33,13 @@ from target_postgres_hp.casting import (
     cast_for,
 )
 from target_postgres_hp.reader import _decode
-from target_postgres_hp.records import ENVELOPE, UNION_STREAMS, FastRoutes, RecordFields
+from target_postgres_hp.records import (
+    ENVELOPE,
+    STRICT_REFUSALS,
+    UNION_STREAMS,
+    FastRoutes,
+    RecordFields,
+)
 
 ALL_COLUMNS = [STRING, NUMBER, INTEGER, BOOLEAN, OBJECT, ARRAY, JSONB]
 ALL_COLUMNS += [TIMESTAMPTZ, TIMESTAMP, TIMETZ, TIME, DATE]
@@ -131,11 +137,10 @@ def same(slow: tuple[list[Any], Any], fast: tuple[list[Any], Any]) -> None:
     assert slow[1] == fast[1]
 
 
-@settings(max_examples=400)
-@given(st.lists(st.tuples(st.sampled_from(ALL_COLUMNS), VALUES), max_size=8), st.data())
-def test_fast_way_types_like_the_slow_way(
+def drawn_record(
     cells: list[tuple[ColumnType, Any]], data: st.DataObject
-) -> None:
+) -> tuple[list[tuple[str, ColumnType]], dict[str, Any]]:
+    """Columns p0, p1... of the drawn types, and a record holding some of the drawn values."""
     columns = [(f"p{index}", column) for index, (column, _) in enumerate(cells)]
     present = data.draw(st.lists(st.booleans(), min_size=len(cells), max_size=len(cells)))
     record = {
@@ -143,6 +148,15 @@ def test_fast_way_types_like_the_slow_way(
         for index, ((_, value), keep) in enumerate(zip(cells, present, strict=True))
         if keep
     }
+    return columns, record
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(ALL_COLUMNS), VALUES), max_size=8), st.data())
+def test_fast_way_types_like_the_slow_way(
+    cells: list[tuple[ColumnType, Any]], data: st.DataObject
+) -> None:
+    columns, record = drawn_record(cells, data)
     record["extra"] = {"not": "a column"}
     slow, fast = both_ways(columns, record_line(record), keys=[])
     assert fast is not None
@@ -391,3 +405,151 @@ def test_fast_routes_decode_the_latest_streams_in_one_pass() -> None:
         newest = position >= len(names) - UNION_STREAMS
         assert _stream_of(routes, line) == (name if newest else None)
         assert name in routes.text_handlers
+
+
+# --------------------------------------------------------------------------- checked struct
+
+
+def _typed(columns: list[tuple[str, ColumnType]]) -> dict[int, Any]:
+    return {
+        index: column.decodes_as
+        for index, (_, column) in enumerate(columns)
+        if column.decodes_as is not None
+    }
+
+
+def _kept_as_is(column: ColumnType, value: Any) -> bool:
+    """Whether the column keeps a value as it is, without its cast (`ColumnType.keeps`)."""
+    if value is None:
+        return True
+    if type(value) is not column.keeps:
+        return False
+    if column.keeps_range is not None:
+        low, high = column.keeps_range
+        return bool(low <= value <= high)
+    return True
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(ALL_COLUMNS), VALUES), max_size=8), st.data())
+def test_the_checked_struct_types_like_the_slow_way(
+    cells: list[tuple[ColumnType, Any]], data: st.DataObject
+) -> None:
+    """`RecordFields.strict` takes a record exactly when every value of a column with a
+    `decodes_as` is one the column keeps as it is, and then `RowCaster.typed_row` types it as
+    the slow way does; the records it refuses go to the struct that takes any value."""
+    columns, record = drawn_record(cells, data)
+    line = record_line(record)
+    names = [name for name, _ in columns]
+    json_texts = frozenset(
+        index for index, (_, column) in enumerate(columns) if column in JSON_TEXT_COLUMNS
+    )
+    fields = RecordFields(names, json_texts, [], _typed(columns))
+    caster = RowCaster(plan_of(columns), json_texts, fields.typed)
+    if not fields.typed:
+        assert fields.strict is None
+        return
+    assert fields.strict is not None
+    # Values as the line carries them (json.dumps turned a Decimal into a JSON number).
+    carried = json.loads(line)["record"]
+    takes = all(_kept_as_is(columns[index][1], carried.get(names[index])) for index in fields.typed)
+    decoder = msgspec.json.Decoder(fields.strict, float_hook=Decimal)
+    text = ENVELOPE.decode(line).record
+    try:
+        decoded = decoder.decode(text)
+    except msgspec.ValidationError:
+        assert not takes
+        return
+    assert takes
+    slow = caster.row(_decode(line)[0]["record"])
+    fast = caster.typed_row(msgspec.structs.astuple(decoded), len(line) <= SHORT_LINE)
+    same(slow, (fast[0], caster.nulled(fast[0]) if fast[1] else []))
+
+
+def test_the_checked_struct_leaves_keys_and_json_texts_unchecked() -> None:
+    """A key (whose absence must be told apart) and a JSON-text column are never typed."""
+    fields = RecordFields(["id", "n", "o"], frozenset({2}), ["id"], {0: int, 1: str, 2: str})
+    assert fields.typed == frozenset({1})
+    assert fields.strict is not None
+    decoder = msgspec.json.Decoder(fields.strict)
+    assert decoder.decode(b'{"id":"x","n":"a","o":{"k":1}}').__struct_fields__
+    with pytest.raises(msgspec.ValidationError):
+        decoder.decode(b'{"id":1,"n":5}')
+
+
+def test_fast_routes_take_the_lenient_struct_after_refusals() -> None:
+    """A stream whose lines the checked struct keeps refusing moves to the lenient one, so
+    that its lines are no longer decoded twice; other streams keep theirs."""
+    strict = msgspec.defstruct("Strict", [("n", int)])
+    lenient = msgspec.defstruct("Lenient", [("n", Any)])
+
+    def strict_handler(message: Any, line: str | bytes) -> bool:
+        return True
+
+    def lenient_handler(message: Any, line: str | bytes) -> bool:
+        return True
+
+    routes = FastRoutes()
+    routes.add("s", strict, strict_handler, _take, (lenient, lenient_handler))
+    routes.add("t", strict, strict_handler, _take, (lenient, lenient_handler))
+    good = b'{"type":"RECORD","stream":"s","record":{"n":1}}'
+    bad = b'{"type":"RECORD","stream":"s","record":{"n":"x"}}'
+    assert routes.decode is not None
+    assert type(routes.decode(good).record) is strict
+    with pytest.raises(msgspec.ValidationError):
+        routes.decode(bad)
+    for _ in range(STRICT_REFUSALS - 1):
+        routes.refused("s")
+    assert routes.handlers[type(routes.decode(good))] is strict_handler
+    routes.refused("s")
+    message = routes.decode(bad)
+    assert type(message.record) is lenient
+    assert routes.handlers[type(message)] is lenient_handler
+    assert routes.text_handlers["s"] is _take
+    other = routes.decode(b'{"type":"RECORD","stream":"t","record":{"n":1}}')
+    assert type(other.record) is strict
+    routes.refused("s")  # a stream already lenient stays as it is
+    assert type(routes.decode(bad).record) is lenient
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "takes"),
+    [
+        (INTEGER, "9223372036854775807", True),
+        (INTEGER, "-9223372036854775808", True),
+        (INTEGER, "9223372036854775808", False),
+        (INTEGER, "18446744073709551615", False),
+        (INTEGER, "-9223372036854775809", False),
+        (INTEGER, "1.0", False),
+        (INTEGER, "1e3", False),
+        (INTEGER, '"1"', False),
+        (INTEGER, "true", False),
+        (BOOLEAN, "false", True),
+        (BOOLEAN, "0", False),
+        (BOOLEAN, '"true"', False),
+        (STRING, '"x"', True),
+        (STRING, "5", False),
+        (STRING, "true", False),
+        (STRING, "[]", False),
+    ],
+)
+@pytest.mark.parametrize("null_too", [False, True])
+def test_the_checked_struct_at_the_edges(
+    column: ColumnType, text: str, takes: bool, null_too: bool
+) -> None:
+    """The edges of what a column keeps as it is: BIGINT's range (msgspec reads integers up
+    to 2**64 - 1), numbers and strings standing for integers, booleans and strings of other
+    types. Whatever the checked struct refuses, the slow way casts."""
+    columns = [("v", column), ("w", column)]
+    fields = RecordFields(["v", "w"], frozenset(), [], _typed(columns))
+    assert fields.strict is not None
+    decoder = msgspec.json.Decoder(fields.strict, float_hook=Decimal)
+    other = "null" if null_too else ""
+    record = f'{{"v":{text}' + (f',"w":{other}}}' if other else "}")
+    if takes:
+        decoded = msgspec.structs.astuple(decoder.decode(record.encode()))
+        assert decoded[0] == json.loads(text)
+        assert decoded[1] is None
+    else:
+        with pytest.raises(msgspec.ValidationError):
+            decoder.decode(record.encode())
