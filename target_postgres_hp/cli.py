@@ -1,10 +1,9 @@
-"""The command line's jobs beyond the SDK's: read the `--config` files (and, with `ENV`, check
-the environment's setting names), turn every refusal into one sentence on the log and exit
-status 1, never a traceback (SPEC §2, §9), and end the process quickly (`main`)."""
+"""The command line's two jobs beyond the SDK's: read the `--config` files (and, with `ENV`,
+check the environment's setting names), and turn every refusal into one sentence on the log
+and exit status 1, never a traceback (SPEC §2, §9)."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
@@ -89,42 +88,3 @@ def database_refusal(error: psycopg.Error) -> str:
         f"The database refused the load{where}: {reason}{state}. Every record before the last"
         " STATE this run emitted is committed: fix the cause and run again from that state"
     )
-
-
-def main() -> None:
-    """The `target-postgres-hp` command: the target's command line, then the end of the
-    process once the exit handlers have run and the output is flushed, without tearing the
-    interpreter down. Freeing every module and object a load leaves, one by one, takes 0.1
-    to 0.3 s, as long as loading the records of a small run (docs/PERFORMANCE.md).
-
-    Only a finished command ends this way (an exit status from the command line or a
-    refusal); an unexpected error ends as Python ends, with its traceback. The exit
-    handlers include the one that removes the run's key files (`keyfiles.KeyFiles`)."""
-    # Imported here: the target's module imports this one.
-    from target_postgres_hp.target import TargetPostgresHP
-
-    try:
-        TargetPostgresHP.cli()
-    except SystemExit as finished:
-        status = _exit_status(finished.code)
-    else:
-        status = 0
-    atexit._run_exitfuncs()  # the handlers `os._exit` would skip
-    logging.shutdown()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:  # the reader is gone: the exit status is all that is left to say
-        status = status or 1
-    os._exit(status)
-
-
-def _exit_status(code: object) -> int:
-    """The exit status `sys.exit(code)` gives: an int as it is, None 0, anything else 1
-    (after printing it, as Python does)."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    sys.stderr.write(f"{code}\n")
-    return 1
