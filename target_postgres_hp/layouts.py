@@ -273,7 +273,7 @@ def _casts(
         if kind is not None and kind.decodes_as is not None and index not in special
     }
     fields = RecordFields([column.prop for column in columns], json_texts, schema.keys, typed)
-    return RowCaster(plan, json_texts, fields.typed), fields
+    return RowCaster(plan, json_texts, fields.typed, fields.width), fields
 
 
 def type_untyped_raw_rows(

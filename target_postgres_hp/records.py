@@ -179,6 +179,9 @@ class RecordFields:
             if key not in names:
                 names.append(key)
         self.key_positions = [names.index(key) for key in keys]
+        #: How many values a record decodes into: its properties', then its keys' that are
+        #: not properties.
+        self.width = len(names)
         if any(position in json_texts for position in self.key_positions):
             msg = "a key property cannot be decoded as JSON text"
             raise ValueError(msg)

@@ -98,11 +98,12 @@ def both_ways(
         for index, (name, column) in enumerate(columns)
         if column in JSON_TEXT_COLUMNS and name not in keys
     )
-    caster = RowCaster(plan, json_texts)
+    fields = RecordFields([name for name, _ in columns], json_texts, keys)
+    # The values unpacked exactly (`width`), keys that are not columns after them.
+    caster = RowCaster(plan, json_texts, width=fields.width)
     message, _ = _decode(line)
     slow = caster.row(message["record"])
     envelope = ENVELOPE.decode(line)
-    fields = RecordFields([name for name, _ in columns], json_texts, keys)
     values = fields.values(envelope.record)
     if values is None:
         return slow, None
@@ -221,6 +222,11 @@ def test_a_null_key_is_a_value_and_keys_outside_the_schema_are_checked() -> None
     assert fields.values(msgspec.Raw(b'{"id": 1}')) is None
     with pytest.raises(ValueError, match="key property"):
         RecordFields(["o"], frozenset({0}), ["o"])
+    # The row function takes the extra key's value and leaves it out of the row.
+    line = b'{"type":"RECORD","stream":"s","record":{"id":5,"o":{"a":1},"tenant":3}}'
+    slow, fast = both_ways([("id", INTEGER), ("o", OBJECT)], line, keys=["id", "tenant"])
+    assert fast == ([5, '{"a":1}'], [])
+    same(slow, fast)
 
 
 @pytest.mark.parametrize(
@@ -445,7 +451,7 @@ def test_the_checked_struct_types_like_the_slow_way(
         index for index, (_, column) in enumerate(columns) if column in JSON_TEXT_COLUMNS
     )
     fields = RecordFields(names, json_texts, [], _typed(columns))
-    caster = RowCaster(plan_of(columns), json_texts, fields.typed)
+    caster = RowCaster(plan_of(columns), json_texts, fields.typed, fields.width)
     if not fields.typed:
         assert fields.strict is None
         return
