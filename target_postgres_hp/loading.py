@@ -16,7 +16,7 @@ through the key index, so the cost follows the batch, not the table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -190,12 +190,44 @@ def write_typed(
         _copy_rows(conn, sql.copy_into(final.schema, final.table, final.all_columns), rows)
 
 
+class KeptData:
+    """The COPY data a batch sent to one table, in one buffer that the stream's next batch
+    reuses (`clear`). Kept as the blocks psycopg sends, a batch's data was freed at its commit
+    and the memory went back to the system, which the next batch then took again a page at a
+    time: 30,000 page faults per 200,000 wide records, 0.15 s of system CPU."""
+
+    #: The size of the copies `blocks` hands out.
+    BLOCK = 1 << 20
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._size = 0
+
+    def append(self, data: Buffer) -> None:
+        """Keep a block after the ones kept before it."""
+        end = self._size + len(data)
+        self._buffer[self._size : end] = data
+        self._size = end
+
+    def clear(self) -> None:
+        """Forget the data, keeping the buffer's memory for the next batch's."""
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def blocks(self) -> Iterator[bytes]:
+        """The data, in copies of up to `BLOCK` bytes (the buffer stays free to grow)."""
+        for start in range(0, self._size, self.BLOCK):
+            yield bytes(self._buffer[start : min(start + self.BLOCK, self._size)])
+
+
 class _KeptCopy(LibpqWriter):
     """Sends a COPY's data and keeps every block of it (`kept`), so that the batch can be sent
     again on another connection, or staged for a merge, without formatting its rows again and
     without keeping each row's Python objects alive until the commit."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any], kept: list[Buffer]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], kept: KeptData) -> None:
         super().__init__(cursor)
         self.kept = kept
 
@@ -222,6 +254,7 @@ class BatchWriter:
         final_conn: PgConnection,
         raw: tuple[str, str] | None,
         final: FinalTarget | None,
+        kept: tuple[KeptData, KeptData] | None = None,
     ) -> None:
         self.raw_conn = raw_conn
         self.final_conn = final_conn
@@ -234,9 +267,11 @@ class BatchWriter:
         self._final_stack = ExitStack()
         self._raw_copy: psycopg.Copy | None = None
         self._final_copy: psycopg.Copy | None = None
-        #: The COPY data sent so far, per table (blocks of rows, in order).
-        self.raw_data: list[Buffer] = []
-        self.final_data: list[Buffer] = []
+        #: The COPY data sent so far, per table: in the buffers of `kept` (those of the
+        #: stream's previous batch, which is committed) or new ones.
+        self.raw_data, self.final_data = kept or (KeptData(), KeptData())
+        self.raw_data.clear()
+        self.final_data.clear()
         #: Rows added once a connection was lost, which no COPY took (sent by `replay`).
         self.raw_rows: list[tuple[Any, ...]] = []
         self.final_rows: list[list[Any]] = []
@@ -276,7 +311,7 @@ class BatchWriter:
 
     @staticmethod
     def _start_copy(
-        stack: ExitStack, conn: PgConnection, statement: Composed, kept: list[Buffer]
+        stack: ExitStack, conn: PgConnection, statement: Composed, kept: KeptData
     ) -> psycopg.Copy:
         cursor = stack.enter_context(conn.cursor())
         return stack.enter_context(cursor.copy(statement, writer=_KeptCopy(cursor, kept)))
@@ -360,7 +395,7 @@ class BatchWriter:
             return
         if not self.staged:
             with conn.cursor() as cursor, cursor.copy(prepare_staging(conn, final)) as copy:
-                for block in self.final_data:
+                for block in self.final_data.blocks():
                     copy.write(block)
         merge_staged(conn, final, deletes=self.saw_delete)
 
@@ -373,7 +408,7 @@ class BatchWriter:
         writer.saw_delete = self.saw_delete
         writer.records = self.records
         writer._open()
-        parts: list[tuple[psycopg.Copy | None, list[Buffer], Sequence[Sequence[Any]]]] = [
+        parts: list[tuple[psycopg.Copy | None, KeptData, Sequence[Sequence[Any]]]] = [
             (writer._raw_copy, self.raw_data, self.raw_rows)
         ]
         if final is not None:
@@ -381,7 +416,7 @@ class BatchWriter:
         for copy, blocks, rows in parts:
             if copy is None:
                 continue
-            for block in blocks:
+            for block in blocks.blocks():
                 copy.write(block)
             for row in rows:
                 copy.write_row(row)

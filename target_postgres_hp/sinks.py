@@ -16,7 +16,7 @@ from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.decode import Decoded
 from target_postgres_hp.errors import InternalError
 from target_postgres_hp.layouts import layout_for
-from target_postgres_hp.loading import BatchWriter, PgConnection
+from target_postgres_hp.loading import BatchWriter, KeptData, PgConnection
 from target_postgres_hp.loads import LOAD_METHODS
 from target_postgres_hp.plan import Planning, StreamPlan, StreamSchema
 from target_postgres_hp.rawdata import RawRowBuilder
@@ -64,6 +64,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._counts_load = self.load.replaces
         self.plan: StreamPlan
         self._writer: BatchWriter | None = None
+        #: The buffers of the COPY data of the stream's batches, one batch after another.
+        self._kept = (KeptData(), KeptData())
         self._connections: tuple[PgConnection, PgConnection] | None = None
         #: Input sequence number of the first record of the pending batch.
         self.first_pending_seq = 0
@@ -157,7 +159,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             msg = "no free connection for a new batch; the target drains a sink first"
             raise InternalError(msg)
         self._connections = pair
-        self._writer = BatchWriter(*pair, self.plan.raw, self.plan.final)
+        self._writer = BatchWriter(*pair, self.plan.raw, self.plan.final, self._kept)
         return self._writer
 
     def activate_version(self, new_version: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 from target_postgres_hp import sql
 from target_postgres_hp.config import Settings
 from target_postgres_hp.connector import PostgresConnector
-from target_postgres_hp.loading import BatchWriter, FinalTarget, PgConnection
+from target_postgres_hp.loading import BatchWriter, FinalTarget, KeptData, PgConnection
 from tests.servers import PgDatabase
 
 SCHEMA = "w"
@@ -198,3 +198,42 @@ def test_a_batch_lost_while_its_rows_stream_is_replayed_exactly_once(
     assert [row[0] for row in table_rows(connector, "raw")] == [
         f"a{n:019d}" for n in range(1, 8001)
     ]
+
+
+def test_a_batch_reusing_the_buffers_of_the_one_before_replays_only_its_own_data(
+    connector: PostgresConnector, pg_db: PgDatabase
+) -> None:
+    """A stream's batches keep their COPY data in the same buffers (`KeptData`), one batch
+    after another: a batch lost after a larger one was committed replays its own rows only,
+    none of the earlier batch's left in the buffers; and its replay (in new buffers) loads
+    each row once."""
+    kept = (KeptData(), KeptData())
+    pair = connector.streaming.acquire()
+    assert pair is not None
+    first = BatchWriter(*pair, (SCHEMA, "raw"), final_target(), kept)
+    for raw_row, final_row in rows(1, 6000, "a"):
+        first.add(raw_row, final_row)
+    first.commit()
+    used = len(kept[1])
+    second = BatchWriter(*pair, (SCHEMA, "raw"), final_target(), kept)
+    assert second.final_data is kept[1]
+    for number, (raw_row, final_row) in enumerate(rows(10_001, 3000, "b"), start=1):
+        if number == 2000:
+            kill(pair[1], pg_db.admin())
+        second.add(raw_row, final_row)
+    assert 0 < len(kept[1]) < used  # reused, and holding the second batch's data only
+    with pytest.raises(psycopg.OperationalError):
+        second.commit()
+    second.abort()
+    connector.streaming.release(pair)
+    again = connector.streaming.acquire()
+    assert again is not None
+    replayed = second.replay(*again)
+    assert replayed.final_data is not kept[1]
+    replayed.commit()
+    connector.streaming.release(again)
+    assert table_rows(connector, "final") == [
+        *((n, "a") for n in range(1, 6001)),
+        *((n, "b") for n in range(10_001, 13_001)),
+    ]
+    assert len(table_rows(connector, "raw")) == 9000
