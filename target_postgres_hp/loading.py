@@ -191,10 +191,11 @@ def write_typed(
 
 
 class KeptData:
-    """The COPY data a batch sent to one table, in one buffer that the stream's next batch
-    reuses (`clear`). Kept as the blocks psycopg sends, a batch's data was freed at its commit
-    and the memory went back to the system, which the next batch then took again a page at a
-    time: 30,000 page faults per 200,000 wide records, 0.15 s of system CPU."""
+    """The COPY data a batch sent to one table, in one buffer that a later batch reuses
+    (`clear`; `streaming.StreamingPairs.buffers` hands them out). Kept as the blocks psycopg
+    sends, a batch's data was freed at its commit and the memory went back to the system,
+    which the next batch then took again a page at a time: 30,000 page faults per 200,000
+    wide records, 0.15 s of system CPU."""
 
     #: The size of the copies `blocks` hands out.
     BLOCK = 1 << 20
@@ -267,8 +268,8 @@ class BatchWriter:
         self._final_stack = ExitStack()
         self._raw_copy: psycopg.Copy | None = None
         self._final_copy: psycopg.Copy | None = None
-        #: The COPY data sent so far, per table: in the buffers of `kept` (those of the
-        #: stream's previous batch, which is committed) or new ones.
+        #: The COPY data sent so far, per table: in the buffers of `kept` (those of a
+        #: finished batch) or new ones.
         self.raw_data, self.final_data = kept or (KeptData(), KeptData())
         self.raw_data.clear()
         self.final_data.clear()

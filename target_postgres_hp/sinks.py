@@ -64,8 +64,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._counts_load = self.load.replaces
         self.plan: StreamPlan
         self._writer: BatchWriter | None = None
-        #: The buffers of the COPY data of the stream's batches, one batch after another.
-        self._kept = (KeptData(), KeptData())
+        #: The buffers of the current batch's COPY data (`StreamingPairs.buffers`).
+        self._kept: tuple[KeptData, KeptData] | None = None
         self._connections: tuple[PgConnection, PgConnection] | None = None
         #: Input sequence number of the first record of the pending batch.
         self.first_pending_seq = 0
@@ -159,6 +159,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             msg = "no free connection for a new batch; the target drains a sink first"
             raise InternalError(msg)
         self._connections = pair
+        self._kept = self.connector.streaming.buffers()
         self._writer = BatchWriter(*pair, self.plan.raw, self.plan.final, self._kept)
         return self._writer
 
@@ -201,6 +202,9 @@ class PostgresSink(SQLSink[PostgresConnector]):
             self._commit(writer)
         finally:
             self._release_connections()
+            if self._kept is not None:
+                self.connector.streaming.give_back(self._kept)
+                self._kept = None
         self.run.committed += self.current_size
         self.record_counter_metric.increment(self.current_size)
         now = time.monotonic()

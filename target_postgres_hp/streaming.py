@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import PoolProxiedConnection
 
 from target_postgres_hp.errors import InternalError
-from target_postgres_hp.loading import PgConnection
+from target_postgres_hp.loading import KeptData, PgConnection
 
 #: Sinks that may stream a batch at once; each holds two connections meanwhile.
 MAX_STREAMING_BATCHES = 8
@@ -37,6 +37,11 @@ class StreamingPairs:
         #: The pool's handles of the connections out, by connection.
         self._checked_out: dict[int, PoolProxiedConnection] = {}
         self._pairs_out = 0
+        #: Buffers for the COPY data of a batch (raw and final table), free for the next
+        #: batch: memory a committed batch used is reused, not given back to the system
+        #: and taken again page by page, and there are never more of them than batches
+        #: streaming at once.
+        self._free_buffers: list[tuple[KeptData, KeptData]] = []
 
     @property
     def slots_left(self) -> int:
@@ -65,6 +70,17 @@ class StreamingPairs:
             for conn, handle in zip(pair, handles, strict=True):
                 self._checked_out[id(conn)] = handle
         return pair[0], pair[1]
+
+    def buffers(self) -> tuple[KeptData, KeptData]:
+        """Buffers for a new batch's COPY data: free ones of a finished batch, or new ones."""
+        with self._lock:
+            return self._free_buffers.pop() if self._free_buffers else (KeptData(), KeptData())
+
+    def give_back(self, buffers: tuple[KeptData, KeptData]) -> None:
+        """Take back the buffers of a batch that is committed (or given up)."""
+        with self._lock:
+            if len(self._free_buffers) < MAX_STREAMING_BATCHES:
+                self._free_buffers.append(buffers)
 
     def release(self, pair: tuple[PgConnection, PgConnection]) -> None:
         """Take back a sink's connections once its batch is committed or rolled back; a
