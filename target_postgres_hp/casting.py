@@ -101,6 +101,7 @@ def _plain_text_step(v: str, i: int, rule: PlainText, bound: dict[str, Any]) -> 
         length, index, bound[f"char{i}"] = rule.shape
         plain = f"len({v}) == {length} and {v}[{index}] == char{i}"
     else:
+        # `casts.layout` inlined: calling it would cost about as much as the lookup.
         bound[f"shape{i}"], bound["zero"] = rule.shape, DIGITS_AS_ZERO
         plain = f"{v}.encode('ascii', 'replace').translate(zero) in shape{i}"
     return [

@@ -26,9 +26,6 @@ from target_postgres_hp.records import ENVELOPE, FastHandler, FastRoutes
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
-#: Find the escape of a NUL character in a line (a regular expression finds it in about 60%
-#: of the time `in` takes on lines with many backslashes and digits).
-
 #: Allocations between two young-generation collections while loading (the default is 700).
 GC_THRESHOLD = 50_000
 

@@ -87,6 +87,8 @@ class FastRoutes:
         #: not, and how many of its lines the check refused.
         self._lenient: dict[str, tuple[Any, FastHandler]] = {}
         self._refused: dict[str, int] = {}
+        #: The streams the current `decode` knows (the last `UNION_STREAMS` routed).
+        self._in_union: frozenset[str] = frozenset()
 
     def add(
         self,
@@ -136,8 +138,9 @@ class FastRoutes:
 
     def refused(self, stream: str) -> None:
         """Count a line of `stream` that `decode` refused (a value its record type does not
-        take, or any other shape), which `ENVELOPE` then read."""
-        if stream not in self._lenient:
+        take, or any other shape), which `ENVELOPE` then read. A stream outside the decoder's
+        window is not counted: its lines are refused for their tag, not their values."""
+        if stream not in self._lenient or stream not in self._in_union:
             return
         refused = self._refused[stream] = self._refused.get(stream, 0) + 1
         if refused >= STRICT_REFUSALS:
@@ -150,7 +153,9 @@ class FastRoutes:
         self.decode = self._decode_after_change if self.text_handlers else None
 
     def _decode_after_change(self, line: str | bytes) -> Any:
-        types = (_NO_STREAM, *list(self._messages.values())[-UNION_STREAMS:])
+        streams = list(self._messages)[-UNION_STREAMS:]
+        self._in_union = frozenset(streams)
+        types = (_NO_STREAM, *(self._messages[stream] for stream in streams))
         decode = msgspec.json.Decoder(Union[types], float_hook=Decimal).decode  # noqa: UP007
         self.decode = decode
         return decode(line)

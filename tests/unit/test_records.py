@@ -559,3 +559,20 @@ def test_the_checked_struct_at_the_edges(
     else:
         with pytest.raises(msgspec.ValidationError):
             decoder.decode(record.encode())
+
+
+def test_fast_routes_count_no_refusal_of_a_stream_outside_the_window() -> None:
+    """A stream the one-pass decoder does not know (more than `UNION_STREAMS` were routed
+    after it) has its lines refused for their tag: that says nothing of its values, so it
+    keeps its checked struct for when it is routed again."""
+    strict = msgspec.defstruct("Strict", [("n", int)])
+    lenient = msgspec.defstruct("Lenient", [("n", Any)])
+    routes = FastRoutes()
+    routes.add("old", strict, _take, _take, (lenient, _take))
+    for number in range(UNION_STREAMS):
+        routes.add(f"s{number}", msgspec.Raw, _take, _take)
+    assert _stream_of(routes, b'{"type":"RECORD","stream":"old","record":{"n":1}}') is None
+    for _ in range(STRICT_REFUSALS):
+        routes.refused("old")
+    assert routes._lenient["old"] == (lenient, _take)
+    assert routes._refused.get("old") is None
