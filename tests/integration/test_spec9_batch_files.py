@@ -276,7 +276,10 @@ def test_batch_root_confines_the_files(pg_db: PgDatabase, tmp_path: Path) -> Non
     link = root / "link.jsonl"
     link.symlink_to(outside)
     escape = root / ".." / "outside.jsonl"
-    config = pg_db.config(schema="tap_data", batch_root=str(root))
+    # batch_root given through a symlink: it is resolved, and so are the entries.
+    root_link = tmp_path / "root-link"
+    root_link.symlink_to(root)
+    config = pg_db.config(schema="tap_data", batch_root=str(root_link))
     for number, entry in enumerate([outside, link, escape]):
         run = run_target(
             config, stdin_with(batch(inside.as_uri(), entry.as_uri())), tmp_path / f"r{number}"
@@ -288,7 +291,10 @@ def test_batch_root_confines_the_files(pg_db: PgDatabase, tmp_path: Path) -> Non
             " directory batch files may be in",
         )
     # The file under batch_root loads, with the records around it.
-    stdin = messages(SCHEMA, batch(inside.as_uri()), {"type": "STATE", "value": {"n": 3}})
+    by_link = root_link / "part.jsonl"
+    stdin = messages(
+        SCHEMA, batch(inside.as_uri(), by_link.as_uri()), {"type": "STATE", "value": {"n": 3}}
+    )
     run = run_target(config, stdin, tmp_path / "good")
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.splitlines() == ['{"n": 3}']
