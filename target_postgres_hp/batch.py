@@ -4,8 +4,9 @@ manifest names, decoded as RECORD lines are, numbers exact.
 A manifest is read twice. The first pass (`Manifest.check`) reads every file whole and checks
 every record without keeping it; only then does the second (`Manifest.records`) hand the
 records over to be staged. So a missing, unreadable or corrupt file, or a bad record, stops
-the run before any record of its BATCH is staged, and no file is ever held in memory. Every
-problem is bad input naming the BATCH line and the file.
+the run before any record of its BATCH is staged, and no file is ever held in memory: a JSONL
+line may hold at most `MAX_LINE_BYTES`. Which files a manifest may name at all is
+`batchfiles.BatchFiles`. Every problem is bad input naming the BATCH line and the file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from target_postgres_hp.batchfiles import BatchFiles, FileRefused
 from target_postgres_hp.errors import BadInput, first_line
 from target_postgres_hp.reader import _decode
 
@@ -29,6 +31,9 @@ from target_postgres_hp.reader import _decode
 GZIP_MAGIC = b"\x1f\x8b"
 #: Rows of a Parquet file turned into records at a time: bounds the memory a file takes.
 PARQUET_ROWS = 10_000
+#: The longest line of a JSONL batch file, its newline included: records of tens of MB load,
+#: and a file without line breaks (or a gzip bomb) takes no more memory than this.
+MAX_LINE_BYTES = 128 * 1024 * 1024
 
 #: One record of a batch file: the file's URI, where the record is in it, the record.
 Located = tuple[str, str, dict[str, Any]]
@@ -46,9 +51,13 @@ class Manifest:
     gzipped: bool
     #: The manifest's URIs and the local paths they name, in manifest order.
     files: tuple[tuple[str, Path], ...]
+    #: Which files the manifest may name.
+    allowed: BatchFiles
 
     @classmethod
-    def from_message(cls, message: dict[str, Any], stream: str, line_number: int) -> Manifest:
+    def from_message(
+        cls, message: dict[str, Any], stream: str, line_number: int, allowed: BatchFiles
+    ) -> Manifest:
         """The manifest of a BATCH message; an encoding the target cannot read, or an entry
         that is not a local `file://` URI, is bad input."""
         file_format, gzipped = _encoding(message.get("encoding"), stream, line_number)
@@ -56,7 +65,7 @@ class Manifest:
         if not isinstance(uris, list) or not all(isinstance(uri, str) for uri in uris):
             raise BadInput(line_number, f"BATCH for stream {stream} has no manifest list of URIs")
         files = tuple((uri, _local_path(uri, stream, line_number)) for uri in uris)
-        return cls(line_number, stream, file_format, gzipped, files)
+        return cls(line_number, stream, file_format, gzipped, files, allowed)
 
     def check(self, keys: Sequence[str]) -> None:
         """Read every file whole and check that each record has the key properties, keeping
@@ -88,7 +97,9 @@ class Manifest:
 
     def _open(self, uri: str, path: Path) -> IO[bytes]:
         try:
-            return path.open("rb")
+            return self.allowed.open(path)
+        except FileRefused as refusal:
+            raise self._problem(f"batch file {uri} {refusal}") from None
         except OSError as error:
             reason = error.strerror or first_line(error)
             raise self._problem(f"batch file {uri} cannot be read ({reason})") from None
@@ -102,8 +113,15 @@ class Manifest:
             try:
                 compressed = self.gzipped or raw.read(2) == GZIP_MAGIC
                 raw.seek(0)
-                lines: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if compressed else raw
-                for number, line in enumerate(lines, 1):
+                lines: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=raw) if compressed else raw
+                while line := lines.readline(MAX_LINE_BYTES + 1):
+                    number += 1
+                    if len(line) > MAX_LINE_BYTES:
+                        raise self._problem(
+                            f"batch file {uri}, line {number}: longer than"
+                            f" {MAX_LINE_BYTES >> 20} MiB, the most a line of a batch file may"
+                            " hold"
+                        )
                     if line.strip():
                         yield uri, f"line {number}", self._jsonl_record(uri, number, line)
             except (OSError, EOFError, zlib.error) as error:

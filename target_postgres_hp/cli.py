@@ -4,6 +4,7 @@ and exit status 1, never a traceback (SPEC §2, §9)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -26,9 +27,15 @@ if TYPE_CHECKING:
     from target_postgres_hp.target import TargetPostgresHP
 
 
-def read_configs(
-    logger: logging.Logger, ctx: click.Context, value: tuple[str, ...]
-) -> _ConfigInput:
+@dataclasses.dataclass
+class ConfigInput(_ConfigInput):
+    """The merged config and the `--config` files it came from (which BATCH manifests may
+    never name, `batchfiles.BatchFiles`)."""
+
+    files: tuple[str, ...] = ()
+
+
+def read_configs(logger: logging.Logger, ctx: click.Context, value: tuple[str, ...]) -> ConfigInput:
     """Read the `--config` files; one that is not a config file ends the run with one
     sentence (SPEC §2)."""
     config: dict[str, Any] = {}
@@ -46,7 +53,8 @@ def read_configs(
             logger.error("%s", problem)
         if problems:
             ctx.exit(1)
-    return _ConfigInput(config=config, parse_env="ENV" in value)
+    files = tuple(path for path in value if path != "ENV")
+    return ConfigInput(config=config, parse_env="ENV" in value, files=files)
 
 
 def run(cls: type[TargetPostgresHP], config: _ConfigInput, file_input: Any) -> None:
@@ -54,6 +62,8 @@ def run(cls: type[TargetPostgresHP], config: _ConfigInput, file_input: Any) -> N
     target: TargetPostgresHP | None = None
     try:
         target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+        if isinstance(config, ConfigInput):
+            target.config_files = config.files
         _ = target.target_connector
         try:
             target.listen(file_input)

@@ -107,6 +107,8 @@ class Settings:
     batch_size_rows: int
     lock_wait_seconds: int
     embedded_data_directory: Path
+    #: The one directory BATCH manifests may name files under (resolved), or None (SPEC §9).
+    batch_root: Path | None = None
 
     @property
     def default_schema(self) -> str:
@@ -212,6 +214,7 @@ class _Builder(ConfigReader):
                 "tunnel_method (SSH)",
             )
         table_layout = self._table_layout()
+        batch_root = self._batch_root()
         if self.problems:
             raise ConfigError(self.problems)
         return Settings(
@@ -239,7 +242,26 @@ class _Builder(ConfigReader):
             embedded_data_directory=Path(
                 self.value("embedded_data_directory", empty_is_unset=True)
             ).expanduser(),
+            batch_root=batch_root,
         )
+
+    def _batch_root(self) -> Path | None:
+        """`batch_root`, resolved (symlinks, `..`, `~`); it must be an existing directory."""
+        text: str | None = self.config.get("batch_root")
+        if text is None:
+            return None
+        fix = "name the directory the tap writes its batch files to, or remove the setting"
+        if not text.strip():
+            self.problem("batch_root", "is empty", fix)
+            return None
+        try:
+            root = Path(text).expanduser().resolve(strict=True)
+        except (OSError, RuntimeError):
+            root = None
+        if root is None or not root.is_dir():
+            self.problem("batch_root", f"is {text!r}, which is not an existing directory", fix)
+            return None
+        return root
 
     def _table_layout(self) -> TableLayout:
         """`table_layout`, with `disable_type_dedupe` as another way to say raw_only."""

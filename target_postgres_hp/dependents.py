@@ -4,7 +4,9 @@ Views the loading role may drop are saved (definition, options, comment, column 
 grants, owner), dropped, and recreated after the change, all in the caller's transaction. Any
 other dependent (a view of another role, a materialized view, a view with triggers or rules of
 its own, and whatever depends on those) stops the run before anything changes, unless
-`drop_cascade` is set: then those are dropped with CASCADE, each one logged.
+`drop_cascade` is set: then those are dropped with CASCADE, each one logged. One the role may
+not drop at all (another role owns it and its schema) stops the run before anything changes,
+whatever `drop_cascade` says, naming its owner.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import psycopg
 
 from target_postgres_hp import sql
-from target_postgres_hp.errors import DependentObjects
+from target_postgres_hp.errors import DependentNotDroppable, DependentObjects
 
 logger = logging.getLogger("target-postgres-hp.dependents")
 
@@ -41,6 +43,8 @@ class Dependent:
     droppable: bool
     owner: str
     own_triggers_or_rules: bool
+    #: The role may DROP it (owns it or its schema): CASCADE checks only the objects named.
+    may_drop: bool
     parents: set[int] = field(default_factory=set)
 
     @property
@@ -153,6 +157,14 @@ def dependents_set_aside(
         yield
         return
     lost = _lost_with(found)
+    lost_oids = {item.oid for item in lost}
+    current_user = conn.execute(psycopg.sql.SQL("SELECT current_user")).fetchone()
+    user = current_user[0] if current_user else ""
+    for item in lost:
+        # Dropped by name (the others go with it by CASCADE): the role must be allowed to.
+        if not item.parents & lost_oids and not item.may_drop:
+            grant = sql.grant_role(item.owner, user).as_string(None)
+            raise DependentNotDroppable(change, item.label, item.owner, user, grant)
     if lost and not drop_cascade:
         names = "; ".join(item.label for item in lost)
         msg = (
@@ -162,10 +174,7 @@ def dependents_set_aside(
             " definitions are lost)"
         )
         raise DependentObjects(msg)
-    lost_oids = {item.oid for item in lost}
     kept = [_save(conn, item) for item in found if item.oid not in lost_oids]
-    current_user = conn.execute(psycopg.sql.SQL("SELECT current_user")).fetchone()
-    user = current_user[0] if current_user else ""
     for item in lost:
         if not item.parents & lost_oids:
             conn.execute(

@@ -115,6 +115,18 @@ class DependentObjects(TargetError):
     """Objects the loading role cannot recreate depend on a column that must change."""
 
 
+class DependentNotDroppable(DependentObjects):
+    """A dependent object the loading role may not drop even with CASCADE: another role owns
+    it (and its schema)."""
+
+    def __init__(self, change: str, label: str, owner: str, user: str, grant: str) -> None:
+        super().__init__(
+            f"The target must {change}, but {label} depends on it and role {user} may not drop"
+            f" it, not even with drop_cascade. Nothing was changed: its owner {owner} must drop"
+            f" it, or make {user} a member of {owner} ({grant})."
+        )
+
+
 class LoadNotReplaced(TargetError):
     """A full refresh's rows could not replace the live table's."""
 

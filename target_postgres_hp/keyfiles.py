@@ -39,6 +39,11 @@ class KeyFiles:
             self._directory.chmod(0o700)
         return self._directory
 
+    @property
+    def made(self) -> Path | None:
+        """The private directory if this run made it, else None."""
+        return self._directory
+
     def write(self, name: str, content: str | bytes) -> Path:
         """Write `content` to a new 0600 file in the private directory."""
         path = self.directory / name

@@ -51,6 +51,9 @@ def _decode(line: str | bytes) -> tuple[Any, bool]:
         return json.loads(line, parse_float=Decimal), True
     except ValueError:
         pass
+    with suppress(ValueError):
+        # An integer of more digits than Python converts to int (4,300) stays exact too.
+        return json.loads(line, parse_float=Decimal, parse_int=_integer), True
     # Not JSON. msgspec says what is wrong more plainly once the line's own ending is set aside
     # (a line cut off mid-string is then "unexpected end of input", not a control character).
     try:
@@ -58,6 +61,14 @@ def _decode(line: str | bytes) -> tuple[Any, bool]:
     except msgspec.DecodeError as refusal:
         raise ValueError(str(refusal)) from None
     raise ValueError("not JSON")  # pragma: no cover - the stripped line cannot be valid
+
+
+def _integer(text: str) -> int | Decimal:
+    """A JSON integer: an int, or a Decimal when it has more digits than int() reads."""
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
 
 
 def utf8_problem(line: str | bytes) -> str | None:
@@ -71,10 +82,44 @@ def utf8_problem(line: str | bytes) -> str | None:
     return None
 
 
+#: Reads a JSON value only to find where it ends: numbers and NaN/Infinity stay text.
+_SPANS = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
+
+
 def state_value_text(line: str | bytes) -> str:
-    """The `value` of a STATE line exactly as it was written."""
-    raw = msgspec.json.decode(line, type=_StateLine).value
+    """The `value` of a STATE line exactly as it was written (SPEC §9: byte for byte, whatever
+    it holds)."""
+    try:
+        raw = msgspec.json.decode(line, type=_StateLine).value
+    except msgspec.DecodeError:
+        # NaN, Infinity or a lone surrogate escape, which msgspec refuses but the reader took.
+        return _member_text(line if isinstance(line, str) else line.decode("utf-8"), "value")
     return bytes(raw).decode("utf-8")
+
+
+def _member_text(text: str, name: str) -> str:
+    """The text of member `name` of the JSON object `text` (the last one if it is given
+    twice, as `json.loads` keeps the last), found with the standard library's scanner."""
+    found = ""
+    index = _after_space(text, text.index("{") + 1)
+    while text[index] == '"':
+        key, index = _SPANS.raw_decode(text, index)
+        index = _after_space(text, text.index(":", index) + 1)
+        _, end = _SPANS.raw_decode(text, index)
+        if key == name:
+            found = text[index:end]
+        index = _after_space(text, end)
+        if text[index] != ",":
+            break
+        index = _after_space(text, index + 1)
+    return found
+
+
+def _after_space(text: str, index: int) -> int:
+    """The index of the first character at or after `index` that is not JSON whitespace."""
+    while text[index] in " \t\n\r":
+        index += 1
+    return index
 
 
 class LineReader(GenericSingerReader[str]):

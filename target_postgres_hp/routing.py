@@ -14,6 +14,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sql import SQLTarget
 
 from target_postgres_hp.batch import Manifest
+from target_postgres_hp.batchfiles import BatchFiles
 from target_postgres_hp.casting import SHORT_LINE
 from target_postgres_hp.decode import Decoded
 from target_postgres_hp.errors import BadInput
@@ -127,7 +128,9 @@ class MessageRouter(SQLTarget):
         if problem is not None:
             raise self._bad_input(problem)
         stream_name: str = message_dict["stream"]
-        manifest = Manifest.from_message(message_dict, stream_name, self.reader.line_number)
+        manifest = Manifest.from_message(
+            message_dict, stream_name, self.reader.line_number, self.batch_files()
+        )
         manifest.check(self.mapper.stream_maps[stream_name][0].raw_key_properties or [])
         envelope = {"type": "RECORD", "stream": stream_name}
         if "version" in message_dict:
@@ -136,6 +139,10 @@ class MessageRouter(SQLTarget):
         self.reader.maybe_dirty = True
         for record in manifest.records():
             self._process_record_message({**envelope, "record": record})
+
+    def batch_files(self) -> BatchFiles:
+        """Which files BATCH manifests may name: the target knows from its settings."""
+        raise NotImplementedError
 
     def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         """Hand a RECORD to its sink with the message around it (time_extracted, version).

@@ -283,6 +283,13 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "before it stops with an error (0: do not wait).",
     ),
     th.Property(
+        "batch_root",
+        th.StringType,
+        description="A directory: BATCH manifests may only name files under it (symlinks "
+        "and .. resolved). Default: any regular file the target may read, but its own "
+        "config and key files.",
+    ),
+    th.Property(
         "embedded_data_directory",
         th.StringType,
         default=DEFAULT_EMBEDDED_DIR,

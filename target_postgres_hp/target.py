@@ -18,6 +18,7 @@ from singer_sdk.helpers.capabilities import (
 )
 from singer_sdk.plugin_base import _ConfigInput
 
+from target_postgres_hp.batchfiles import BatchFiles
 from target_postgres_hp.cli import read_configs, run
 from target_postgres_hp.config import (
     CONFIG_SCHEMA,
@@ -51,6 +52,8 @@ class TargetPostgresHP(MessageRouter):
 
     settings: Settings
     _target_connector: PostgresConnector | None = None
+    #: The `--config` files the run was given (`cli.run`).
+    config_files: tuple[str, ...] = ()
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
@@ -84,6 +87,12 @@ class TargetPostgresHP(MessageRouter):
                 raise
             self._target_connector = connector
         return self._target_connector
+
+    def batch_files(self) -> BatchFiles:
+        """Which files BATCH manifests may name (SPEC §9): `batch_root`, and never the run's
+        config or key files."""
+        keyfiles = self.target_connector.database.keyfiles
+        return BatchFiles.of_run(self.settings, self.config_files, keyfiles.made)
 
     @property
     def max_parallelism(self) -> int:

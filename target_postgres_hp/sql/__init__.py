@@ -76,3 +76,4 @@ from .views import create_view as create_view
 from .views import drop_cascade as drop_cascade
 from .views import drop_views as drop_views
 from .views import grant_on as grant_on
+from .views import grant_role as grant_role

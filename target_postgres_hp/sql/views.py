@@ -11,8 +11,10 @@ from target_postgres_hp.sql.catalog import comment_on
 
 #: Views (and rules) that depend, directly or through other views, on some columns (`%s`, a
 #: name array; a whole-row reference counts) of a table (`%s` schema, `%s` name): oid, schema,
-#: name, relkind, depth (1 = on the table itself), whether the current role may drop it (is a
-#: member of its owner), owner name, and whether it carries triggers or rules of its own.
+#: name, relkind, depth (1 = on the table itself), whether the current role owns it (is a
+#: member of its owner), owner name, whether it carries triggers or rules of its own, and
+#: whether the current role may drop it (owns it or its schema; what CASCADE then drops with
+#: it is not checked).
 DEPENDENT_VIEWS = sql.SQL(
     "WITH RECURSIVE target AS ("
     "  SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
@@ -38,10 +40,11 @@ DEPENDENT_VIEWS = sql.SQL(
     "  pg_has_role(c.relowner, 'MEMBER'), pg_get_userbyid(c.relowner),"
     "  EXISTS (SELECT 1 FROM pg_trigger AS g WHERE g.tgrelid = c.oid)"
     "  OR EXISTS (SELECT 1 FROM pg_rewrite AS w WHERE w.ev_class = c.oid"
-    "   AND w.rulename <> '_RETURN')"
+    "   AND w.rulename <> '_RETURN'),"
+    "  pg_has_role(c.relowner, 'MEMBER') OR pg_has_role(n.nspowner, 'MEMBER')"
     " FROM dependent JOIN pg_class AS c ON c.oid = dependent.oid"
     " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-    " GROUP BY c.oid, n.nspname, c.relname, c.relkind"
+    " GROUP BY c.oid, n.nspname, n.nspowner, c.relname, c.relkind"
     " ORDER BY max(dependent.depth), n.nspname, c.relname"
 )
 
@@ -126,6 +129,11 @@ def grant_on(
         sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
         sql.SQL(" WITH GRANT OPTION" if grantable else ""),
     )
+
+
+def grant_role(role: str, member: str) -> sql.Composed:
+    """Make `member` a member of `role` (the fix a refusal names; the target never runs it)."""
+    return sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(member))
 
 
 def alter_view_owner(schema: str, name: str, owner: str) -> sql.Composed:
