@@ -105,6 +105,8 @@ class Settings:
     stream_prefix: str
     ignore_stream_namespace: bool
     batch_size_rows: int
+    #: The most seconds a received record waits before it is committed (SPEC §12).
+    batch_wait_limit_seconds: int
     lock_wait_seconds: int
     embedded_data_directory: Path
 
@@ -235,6 +237,7 @@ class _Builder(ConfigReader):
             stream_prefix=self.config.get("stream_prefix") or "",
             ignore_stream_namespace=bool(self.value("ignore_stream_namespace")),
             batch_size_rows=int(self.value("batch_size_rows")),
+            batch_wait_limit_seconds=int(self.value("batch_wait_limit_seconds")),
             lock_wait_seconds=int(self.value("lock_wait_seconds")),
             embedded_data_directory=Path(
                 self.value("embedded_data_directory", empty_is_unset=True)

@@ -41,6 +41,8 @@ TABLE_LAYOUTS: tuple[TableLayout, ...] = ("raw_and_final", "direct", "raw_only")
 DEFAULT_BATCH_SIZE_ROWS = 20_000
 #: Seconds a run waits for another run loading the same stream (SPEC §9).
 DEFAULT_LOCK_WAIT_SECONDS = 300
+#: The most seconds a received record waits before it is committed (SPEC §12).
+DEFAULT_BATCH_WAIT_LIMIT_SECONDS = 30
 
 
 DEFAULT_EMBEDDED_DIR = ".target-postgres-hp/pgdata"
@@ -274,6 +276,14 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         th.IntegerType(minimum=1),
         default=DEFAULT_BATCH_SIZE_ROWS,
         description="Records per committed batch.",
+    ),
+    th.Property(
+        "batch_wait_limit_seconds",
+        th.IntegerType(minimum=1),
+        default=DEFAULT_BATCH_WAIT_LIMIT_SECONDS,
+        description="The most time a received record waits before it is committed, and the "
+        "STATE after it emitted, however slowly the input comes (the name pipelinewise "
+        "targets use).",
     ),
     th.Property(
         "lock_wait_seconds",

@@ -67,8 +67,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
         #: The buffers of the current batch's COPY data (`StreamingPairs.buffers`).
         self._kept: tuple[KeptData, KeptData] | None = None
         self._connections: tuple[PgConnection, PgConnection] | None = None
-        #: Input sequence number of the first record of the pending batch.
+        #: Input sequence number of the first record of the pending batch, and when it came
+        #: (`time.monotonic()`).
         self.first_pending_seq = 0
+        self.pending_since = 0.0
 
     def _remove_sdc_metadata_from_schema(self) -> None:
         """Keep every property the tap declared, `_sdc_*` ones included: `_sdc_deleted_at`
@@ -149,6 +151,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         """A batch for the record `seq` (of table version `generation`) on a pair of
         connections; when every pair is taken, the target commits another stream's batch."""
         self.first_pending_seq = seq
+        self.pending_since = time.monotonic()
         if not self.connector.streaming.slots_left:
             self._target.make_room()
         self.load.before_batch(self, generation)

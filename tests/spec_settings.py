@@ -21,6 +21,7 @@ SPEC_SETTINGS = (
     "cdc_deletion_mode",
     "ignore_stream_namespace",
     "batch_size_rows",
+    "batch_wait_limit_seconds",
 )
 
 #: The MeltanoLabs target-postgres names accepted as aliases (SPEC §2).
