@@ -157,7 +157,9 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.load.before_batch(self, generation)
         if not self.run.started:
             self.run.started = self.run.reported = time.monotonic()
-        pair = self.connector.streaming.acquire()
+        # A pool's connection found dead at checkout is opened again, and opening one can
+        # fail while the server or a pooler restarts: retried like any lost connection.
+        pair = self.retrying("starting a batch of", self.connector.streaming.acquire)
         if pair is None:
             msg = "no free connection for a new batch; the target drains a sink first"
             raise InternalError(msg)
