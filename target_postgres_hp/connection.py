@@ -4,7 +4,6 @@ parameters, session settings, and the privilege check made before any input is r
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
