@@ -85,7 +85,8 @@ class Settings:
     """Validated settings, with every default applied and every alias resolved."""
 
     host: str | None
-    port: int
+    #: One port, or one per host of a host list, as libpq takes them ("5432,5433").
+    port: str
     username: str | None
     password: str | None = field(repr=False)
     database: str | None
@@ -206,6 +207,12 @@ class _Builder(ConfigReader):
         username = connection["username"]
         if host is not None and not username:
             self.problem("username", "is missing", "name the role to log in as")
+        if tunnel.enabled and host is not None and ("," in host or "," in connection["port"]):
+            self.problem(
+                "host",
+                "lists several hosts, which an SSH tunnel cannot reach",
+                "name the one host the bastion forwards to, or use no tunnel_method",
+            )
         if ssl.mode in UNENCRYPTED_MODES and not tunnel.enabled and not is_local_host(host):
             self.problem(
                 "ssl_mode.mode",

@@ -61,7 +61,8 @@ class ServerAddress:
 
     user: str
     host: str
-    port: int
+    #: One port, or one per host of a host list.
+    port: str
     database: str
 
     def __str__(self) -> str:
@@ -248,6 +249,8 @@ class ServerSession:
     #: A pooler sits between the target and the server: the pid libpq was told is not the
     #: backend's. Session state then may not last from one transaction to the next.
     pooled: bool
+    #: The host and port libpq chose (of a host list, the one it connected to).
+    where: str
     in_recovery: bool
     read_only: bool
     #: The values the role, the database or the server's configuration give the limits in
@@ -294,7 +297,7 @@ class Database:
 
                     self._tunnel = Tunnel(
                         settings.tunnel,
-                        Endpoint(host=settings.host or "", port=settings.port),
+                        Endpoint(host=settings.host or "", port=int(settings.port)),
                         self.keyfiles,
                     )
                     endpoint = self._tunnel.open()
@@ -315,7 +318,7 @@ class Database:
         database = self.settings.database or embedded.SUPERUSER
         embedded.ensure_database(server, database)
         self.address = ServerAddress(
-            user=embedded.SUPERUSER, host=server.socket_directory, port=5432, database=database
+            user=embedded.SUPERUSER, host=server.socket_directory, port="5432", database=database
         )
         return {
             "host": server.socket_directory,
@@ -364,6 +367,7 @@ class Database:
                 limits[str(name)] = str(value)
         return ServerSession(
             pooled=pid != conn.info.backend_pid,
+            where=f"{conn.info.host}:{conn.info.port}",
             in_recovery=bool(in_recovery),
             read_only=read_only == "on",
             limits=limits,
@@ -417,13 +421,12 @@ class Database:
         session = self.session
         if session is None or not (session.in_recovery or session.read_only):
             return
-        host = self.address.host if self.address is not None else self.settings.host
         if session.in_recovery:
             why = "is a hot standby (read-only, in recovery)"
         else:
             why = "takes no writes for this role (default_transaction_read_only is on)"
         raise ReadOnlyServer(
-            f"The server at {host} {why}: connect to the primary, or list every host in"
+            f"The server at {session.where} {why}: connect to the primary, or list every host in"
             " host and add targetServerType=primary to jdbc_url_params so the writable one"
             " is chosen"
         )

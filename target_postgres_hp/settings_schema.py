@@ -152,11 +152,17 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "host",
         th.StringType,
-        description="Server host name or IP. Without host, the target loads into an embedded "
-        "PostgreSQL (install the `embedded` extra).",
+        description="Server host name or IP, or several separated by commas (as libpq takes "
+        "them: with targetServerType=primary in jdbc_url_params the writable one is used). "
+        "Without host, the target loads into an embedded PostgreSQL (install the `embedded` "
+        "extra).",
     ),
     th.Property(
-        "port", th.IntegerType(minimum=1, maximum=65535), default=5432, description="Server port."
+        "port",
+        th.IntegerType(minimum=1, maximum=65535),
+        default=5432,
+        description="Server port; with several hosts, one port for all or a list as long as "
+        'the host list ("5432,5433").',
     ),
     th.Property("username", th.StringType, description="Login role."),
     th.Property("password", th.StringType, secret=True, description="Password of the role."),
@@ -335,6 +341,12 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "of host, port, username, password, database and ssl_mode.mode.",
     ),
 ).to_dict()
+
+# A host list takes a port list, written as libpq does: "5432,5433".
+CONFIG_SCHEMA["properties"]["port"] = {
+    **CONFIG_SCHEMA["properties"]["port"],
+    "type": ["integer", "string"],
+}
 
 # MeltanoLabs accepts `ssl_mode` as a plain string; the schema above documents the object form.
 CONFIG_SCHEMA["properties"]["ssl_mode"] = {
