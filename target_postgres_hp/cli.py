@@ -88,9 +88,29 @@ def run(cls: type[TargetPostgresHP], config: _ConfigInput, file_input: Any) -> N
             target.dispose()
 
 
+#: A server's own limits that still cut a statement short (SPEC §12), by SQLSTATE: what the
+#: sentence names.
+_LIMITS_HIT = {
+    "55P03": (
+        "a lock wait reached lock_wait_seconds (or the server's lock_timeout): end the"
+        " session holding the lock or run again when it is done, or raise lock_wait_seconds"
+    ),
+    "57014": (
+        "the server cancelled a statement (statement_timeout, or an administrator): raise the"
+        " statement_timeout the provider sets for this role, or run again"
+    ),
+}
+
+
 def database_refusal(error: psycopg.Error) -> str:
     """One sentence for a database error no step of the target turned into its own."""
     diag = error.diag
+    hit = _LIMITS_HIT.get(diag.sqlstate or "")
+    if hit is not None:
+        return (
+            f"The database stopped the load ({diag.message_primary or first_line(error)}):"
+            f" {hit}. Every record before the last STATE this run emitted is committed"
+        )
     reason = diag.message_primary or first_line(error)
     where = f" (table {diag.schema_name}.{diag.table_name})" if diag.table_name else ""
     state = f", SQLSTATE {diag.sqlstate}" if diag.sqlstate else ""

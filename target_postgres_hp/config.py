@@ -85,7 +85,8 @@ class Settings:
     """Validated settings, with every default applied and every alias resolved."""
 
     host: str | None
-    port: int
+    #: One port, or one per host of a host list, as libpq takes them ("5432,5433").
+    port: str
     username: str | None
     password: str | None = field(repr=False)
     database: str | None
@@ -105,6 +106,8 @@ class Settings:
     stream_prefix: str
     ignore_stream_namespace: bool
     batch_size_rows: int
+    #: The most seconds a received record waits before it is committed (SPEC §12).
+    batch_wait_limit_seconds: int
     lock_wait_seconds: int
     embedded_data_directory: Path
     #: The one directory BATCH manifests may name files under (resolved), or None (SPEC §9).
@@ -206,6 +209,12 @@ class _Builder(ConfigReader):
         username = connection["username"]
         if host is not None and not username:
             self.problem("username", "is missing", "name the role to log in as")
+        if tunnel.enabled and host is not None and ("," in host or "," in connection["port"]):
+            self.problem(
+                "host",
+                "lists several hosts, which an SSH tunnel cannot reach",
+                "name the one host the bastion forwards to, or use no tunnel_method",
+            )
         if ssl.mode in UNENCRYPTED_MODES and not tunnel.enabled and not is_local_host(host):
             self.problem(
                 "ssl_mode.mode",
@@ -238,6 +247,7 @@ class _Builder(ConfigReader):
             stream_prefix=self.config.get("stream_prefix") or "",
             ignore_stream_namespace=bool(self.value("ignore_stream_namespace")),
             batch_size_rows=int(self.value("batch_size_rows")),
+            batch_wait_limit_seconds=int(self.value("batch_wait_limit_seconds")),
             lock_wait_seconds=int(self.value("lock_wait_seconds")),
             embedded_data_directory=Path(
                 self.value("embedded_data_directory", empty_is_unset=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.abc import PQGen
+from psycopg.pq import TransactionStatus
 
 from target_postgres_hp import embedded, sql
 from target_postgres_hp.config import Settings
@@ -17,6 +19,7 @@ from target_postgres_hp.errors import (
     ConnectError,
     KeyMaterialError,
     PermissionMissing,
+    ReadOnlyServer,
     TargetError,
 )
 from target_postgres_hp.keyfiles import KeyFiles
@@ -35,8 +38,12 @@ APPLICATION_NAME = "target-postgres-hp"
 _KEEPALIVES = {"keepalives_idle": "60", "keepalives_interval": "10", "keepalives_count": "6"}
 
 
-#: SQLSTATEs of a server ending the session (administrator command, crash, shutdown).
-_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+#: SQLSTATEs of a server ending the session (administrator command, crash, shutdown; an
+#: idle-session or idle-in-transaction timeout a DBA set).
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P05", "25P03"})
+
+#: What a pooler in statement mode answers a transaction of more than one statement.
+_STATEMENT_POOLING = "statement pooling mode"
 
 
 def connection_lost(error: psycopg.Error) -> bool:
@@ -54,7 +61,8 @@ class ServerAddress:
 
     user: str
     host: str
-    port: int
+    #: One port, or one per host of a host list.
+    port: str
     database: str
 
     def __str__(self) -> str:
@@ -195,6 +203,61 @@ def explain_connect_error(error: psycopg.Error, target: ServerAddress, settings:
     return f"Could not connect to {target}: {detail}."
 
 
+class PgSession(psycopg.Connection[tuple[Any, ...]]):
+    """A connection whose every transaction starts with `transaction_setup`, when there is
+    one: the settings a pooler in transaction mode does not carry from one transaction to the
+    next (search_path), the target's own values of the limits a DBA set on the role, and,
+    through a pooler, which backend the transaction runs on (SPEC §12). psycopg starts a
+    transaction itself before a statement that needs one; this runs one more statement right
+    after its BEGIN, so every way into a transaction (execute, COPY, a savepoint) gets it."""
+
+    transaction_setup: bytes = b""
+    #: Through a pooler: the setup's first column is the backend's pid, kept here for the
+    #: lock watch (the pid libpq knows is the pooler's).
+    pooled = False
+    server_pid: int | None = None
+
+    def _start_query(self) -> PQGen[None]:
+        starting = not self.autocommit and self.pgconn.transaction_status == TransactionStatus.IDLE
+        yield from super()._start_query()
+        if starting and self.transaction_setup:
+            result = yield from self._exec_command(self.transaction_setup)
+            if self.pooled and result is not None:
+                pid = result.get_value(0, 0)
+                self.server_pid = int(pid) if pid is not None else None
+
+    @property
+    def backend_in_transaction(self) -> int | None:
+        """The backend this connection's open transaction runs on, or None outside one."""
+        if self.closed or self.pgconn.transaction_status == TransactionStatus.IDLE:
+            return None
+        return self.server_pid if self.pooled else self.info.backend_pid
+
+
+#: The limits a DBA or provider may set on the role or the database (SPEC §12), and the value
+#: the target's own transactions take when one is set: its statements are bounded by design
+#: (a COPY lasts at most `batch_wait_limit_seconds` of waiting for input; lock waits end
+#: after `lock_wait_seconds`), and a statement cut short by such a limit fails a run that
+#: would succeed without it.
+_OWN_LIMITS = ("statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout")
+
+
+@dataclass(frozen=True)
+class ServerSession:
+    """What the first connection of the run found out about the server (SPEC §12)."""
+
+    #: A pooler sits between the target and the server: the pid libpq was told is not the
+    #: backend's. Session state then may not last from one transaction to the next.
+    pooled: bool
+    #: The host and port libpq chose (of a host list, the one it connected to).
+    where: str
+    in_recovery: bool
+    read_only: bool
+    #: The values the role, the database or the server's configuration give the limits in
+    #: `_OWN_LIMITS` ("0" when not set, or set by the connection's own options).
+    limits: dict[str, str]
+
+
 class Database:
     """Everything one run needs to open connections, from start to cleanup."""
 
@@ -205,6 +268,9 @@ class Database:
         self._params: dict[str, str] | None = None
         self._server: embedded.EmbeddedServer | None = None
         self.address: ServerAddress | None = None
+        #: Found on the first connection; with it, the statement each transaction starts with.
+        self.session: ServerSession | None = None
+        self._transaction_setup = b""
 
     @property
     def search_path(self) -> tuple[str, ...]:
@@ -231,7 +297,7 @@ class Database:
 
                     self._tunnel = Tunnel(
                         settings.tunnel,
-                        Endpoint(host=settings.host or "", port=settings.port),
+                        Endpoint(host=settings.host or "", port=int(settings.port)),
                         self.keyfiles,
                     )
                     endpoint = self._tunnel.open()
@@ -252,7 +318,7 @@ class Database:
         database = self.settings.database or embedded.SUPERUSER
         embedded.ensure_database(server, database)
         self.address = ServerAddress(
-            user=embedded.SUPERUSER, host=server.socket_directory, port=5432, database=database
+            user=embedded.SUPERUSER, host=server.socket_directory, port="5432", database=database
         )
         return {
             "host": server.socket_directory,
@@ -261,19 +327,109 @@ class Database:
             "application_name": APPLICATION_NAME,
         }
 
-    def connect(self) -> psycopg.Connection[tuple[object, ...]]:
+    def connect(self) -> PgSession:
         """A new connection with the session settings applied (UTC, ISO, search_path)."""
         self.open()
         assert self._params is not None
         assert self.address is not None
         try:
-            conn = psycopg.connect(psycopg.conninfo.make_conninfo("", **self._params))
+            # No server-side prepared statements: a pooler in transaction mode hands the
+            # next transaction to another server connection, where they do not exist.
+            conn = PgSession.connect(
+                psycopg.conninfo.make_conninfo("", **self._params), prepare_threshold=None
+            )
         except psycopg.Error as error:
             raise ConnectError(explain_connect_error(error, self.address, self.settings)) from None
-        conn.adapters.register_dumper(msgspec.Raw, JsonTextDumper)
-        conn.execute(sql.session_setup(self.search_path))
-        conn.commit()
+        try:
+            conn.adapters.register_dumper(msgspec.Raw, JsonTextDumper)
+            conn.execute(sql.session_setup(self.search_path))
+            if self.session is None:
+                self.session = self._server_session(conn)
+                self._transaction_setup = self._setup_for(self.session)
+            conn.commit()
+        except psycopg.Error as error:
+            conn.close()
+            if _STATEMENT_POOLING in str(error):
+                raise ConnectError(self._statement_pooling()) from None
+            raise
+        conn.transaction_setup = self._transaction_setup
+        conn.pooled = self.session.pooled
         return conn
+
+    def _server_session(self, conn: psycopg.Connection[tuple[object, ...]]) -> ServerSession:
+        row = conn.execute(sql.SERVER_SESSION).fetchone()
+        assert row is not None  # one row, always
+        pid, in_recovery, read_only = row
+        limits = dict.fromkeys(_OWN_LIMITS, "0")
+        for name, value, source in conn.execute(sql.SETTING_SOURCES, (list(_OWN_LIMITS),)):
+            # A limit the connection's own options set (jdbc_url_params) is the user's choice.
+            if source != "client":
+                limits[str(name)] = str(value)
+        return ServerSession(
+            pooled=pid != conn.info.backend_pid,
+            where=f"{conn.info.host}:{conn.info.port}",
+            in_recovery=bool(in_recovery),
+            read_only=read_only == "on",
+            limits=limits,
+        )
+
+    def _setup_for(self, session: ServerSession) -> bytes:
+        """The statement every transaction starts with: the search_path when a pooler may
+        have lost it, and the target's own values of the limits the role sets (logged once)."""
+        settings: list[tuple[str, str]] = []
+        if session.pooled:
+            path = pgsql.SQL(", ").join(pgsql.Identifier(name) for name in self.search_path)
+            settings.append(("search_path", path.as_string(None)))
+        changed = []
+        for name in _OWN_LIMITS:
+            value = session.limits[name]
+            if value != "0":
+                settings.append((name, "0"))
+                changed.append(f"{name} {value}")
+        if session.pooled and session.limits["lock_timeout"] == "0":
+            # Should the lock watch miss a wait (a pooler's backend changes between two of
+            # its looks), the server itself ends it, a little after lock_wait_seconds.
+            bound = (max(self.settings.lock_wait_seconds, 1) + 3) * 1000
+            settings.append(("lock_timeout", str(bound)))
+        if changed:
+            logger.info(
+                "The server sets %s for this role or database; the target's own transactions"
+                " run without them (their statements are bounded by batch_wait_limit_seconds"
+                " and lock_wait_seconds)",
+                ", ".join(changed),
+            )
+        if session.pooled:
+            logger.info(
+                "Connected through a connection pooler: every transaction sets its own"
+                " search_path and limits; no server-side prepared statement or session"
+                " state is used"
+            )
+        if not (settings or session.pooled):
+            return b""
+        return sql.transaction_settings(settings, with_pid=session.pooled).as_bytes(None)
+
+    def _statement_pooling(self) -> str:
+        return (
+            f"Could not load through {self.address}: it is a connection pooler in statement"
+            " mode, which allows one statement per transaction, and the target needs"
+            " transactions of several statements (COPY, merges, swaps): connect to the"
+            " pooler's session or transaction mode port, or straight to the server"
+        )
+
+    def check_writable(self) -> None:
+        """Refuse, before any input is read, a server that takes no writes (SPEC §12)."""
+        session = self.session
+        if session is None or not (session.in_recovery or session.read_only):
+            return
+        if session.in_recovery:
+            why = "is a hot standby (read-only, in recovery)"
+        else:
+            why = "takes no writes for this role (default_transaction_read_only is on)"
+        raise ReadOnlyServer(
+            f"The server at {session.where} {why}: connect to the primary, or list every host in"
+            " host and add targetServerType=primary to jdbc_url_params so the writable one"
+            " is chosen"
+        )
 
     def describe_embedded(self) -> str | None:
         """How to reach the embedded server, when one is used."""

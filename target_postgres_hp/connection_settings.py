@@ -93,7 +93,28 @@ class ConnectionReader(ConfigReader):
             self.problem(
                 "host", "is empty", "give a host name, or remove it for the embedded server"
             )
+        fields["port"] = self._ports(fields["port"], fields["host"])
         return fields
+
+    def _ports(self, port: object, host: object) -> str:
+        """`port` as libpq takes it: one port, or one per host of a host list (SPEC §12)."""
+        if isinstance(port, int):
+            return str(port)
+        parts = [part.strip() for part in str(port).split(",")]
+        hosts = len(str(host).split(",")) if isinstance(host, str) else 1
+        if not all(part.isdigit() and 1 <= int(part) <= 65535 for part in parts):
+            self.problem(
+                "port",
+                f"is not a port number or a list of them (got {port!r})",
+                "give a number from 1 to 65535, or one per host separated by commas",
+            )
+        elif len(parts) not in (1, hosts):
+            self.problem(
+                "port",
+                f"lists {len(parts)} ports for {hosts} hosts",
+                "give one port for every host, or one for all",
+            )
+        return ",".join(parts)
 
     def _from_sqlalchemy_url(self, text: str, explicit: dict[str, Any]) -> dict[str, Any]:
         try:

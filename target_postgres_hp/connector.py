@@ -34,7 +34,11 @@ from target_postgres_hp.ownership import (
     raw_table_of,
     split_shared_raw,
 )
-from target_postgres_hp.streaming import MAX_STREAMING_BATCHES, StreamingPairs
+from target_postgres_hp.streaming import (
+    MAX_STREAMING_BATCHES,
+    POOLED_STREAMING_BATCHES,
+    StreamingPairs,
+)
 from target_postgres_hp.streaming import driver as streaming_driver
 from target_postgres_hp.streamlocks import StreamLocks
 
@@ -292,6 +296,9 @@ class PostgresConnector(SQLConnector):
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
         with self.raw_connection() as conn:
+            if self.database.session is not None and self.database.session.pooled:
+                self.streaming.limit = POOLED_STREAMING_BATCHES
+            self.database.check_writable()
             self._checked_schemas.update(self.database.check_privileges(conn))
             self.server_version = conn.info.server_version
         described = self.database.describe_embedded()

@@ -44,6 +44,10 @@ class ConnectError(TargetError):
     """The database could not be reached or refused the login."""
 
 
+class ReadOnlyServer(ConnectError):
+    """The server reached takes no writes: a hot standby, or a read-only role or database."""
+
+
 class TunnelError(TargetError):
     """The SSH tunnel could not be opened."""
 

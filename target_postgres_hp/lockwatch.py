@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from target_postgres_hp import sql
+from target_postgres_hp.connection import PgSession
 from target_postgres_hp.errors import first_line
 
 PgConnection = psycopg.Connection[tuple[Any, ...]]
@@ -48,7 +49,7 @@ class LockWatch:
     def __init__(self, connect: Callable[[], PgConnection], wait_seconds: int) -> None:
         self._connect = connect
         self.wait_seconds = wait_seconds
-        self._watched: dict[int, weakref.ref[PgConnection]] = {}
+        self._watched: dict[int, weakref.ref[PgSession]] = {}
         self._waits: dict[int, _Wait] = {}
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -57,10 +58,11 @@ class LockWatch:
         #: Why a wait was cut short, once one was: the run's refusal.
         self.gave_up: str | None = None
 
-    def watch(self, conn: PgConnection) -> None:
-        """Watch a connection of the run for as long as it is open."""
+    def watch(self, conn: PgSession) -> None:
+        """Watch a connection of the run for as long as it is open: the backend its open
+        transaction runs on (through a pooler, a different one each transaction)."""
         with self._guard:
-            self._watched[conn.info.backend_pid] = weakref.ref(conn)
+            self._watched[id(conn)] = weakref.ref(conn)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="lock-watch", daemon=True)
             self._thread.start()
@@ -76,12 +78,16 @@ class LockWatch:
             self._monitor = None
 
     def _pids(self) -> list[int]:
+        """The backends of the run's open transactions."""
+        pids = []
         with self._guard:
-            for pid, ref in list(self._watched.items()):
+            for key, ref in list(self._watched.items()):
                 conn = ref()
                 if conn is None or conn.closed:
-                    del self._watched[pid]
-            return list(self._watched)
+                    del self._watched[key]
+                elif (pid := conn.backend_in_transaction) is not None:
+                    pids.append(pid)
+        return pids
 
     def _run(self) -> None:
         while not self._stop.wait(POLL_EVERY):
@@ -117,6 +123,11 @@ class LockWatch:
             held = _describe(blockers)
             waited = now - wait.since
             if waited >= self.wait_seconds:
+                if pid not in self._pids():
+                    # That transaction ended meanwhile: through a pooler, the backend may
+                    # already run another client's.
+                    del self._waits[pid]
+                    continue
                 self.gave_up = (
                     f"Waited {self.wait_seconds} s (lock_wait_seconds) for {held}: end that"
                     " session's transaction or run again when it is done, or raise"

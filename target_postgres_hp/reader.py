@@ -10,13 +10,17 @@ them.
 from __future__ import annotations
 
 import gc
+import io
 import json
+import os
+import select
 import sys
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import msgspec
 from singer_sdk.singerlib.encoding import GenericSingerReader
@@ -33,6 +37,64 @@ GC_THRESHOLD = 50_000
 #: deeper per level of nesting, and SPEC §9 asks for at least 1,000 levels (the default limit
 #: is 1,000 frames in all). Deeper input is bad input, not a crash.
 RECURSION_LIMIT = 12_000
+
+
+#: Bytes read from the input at once. Between two reads the reader asks whether a batch has
+#: waited too long (SPEC §12): with fast input that is every few thousand lines, with slow
+#: input at every line that arrives.
+CHUNK_BYTES = 1 << 20
+
+
+class Deadlines(Protocol):
+    """What the reader asks between two reads of the input: when staged work must be
+    committed at the latest, and to commit what is due."""
+
+    def due(self) -> float | None:
+        """The `time.monotonic()` by which something staged must be committed, or None."""
+        ...
+
+    def commit_due(self) -> None:
+        """Commit what is due, and emit the STATE that then may be."""
+        ...
+
+
+def timed_blocks(fd: int, deadlines: Deadlines) -> Iterator[list[bytes]]:
+    """The lines of the input behind `fd`, a block at a time, each without its newline.
+    While the input is silent, the reader waits only until the next deadline, commits what is
+    due, and waits again: a slow or stalled tap gets its STATE within the limit (SPEC §12)."""
+    parts: list[bytes] = []
+    while True:
+        due = deadlines.due()
+        if due is not None:
+            wait = due - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                deadlines.commit_due()
+                continue
+        chunk = os.read(fd, CHUNK_BYTES)
+        if not chunk:
+            break
+        if chunk.find(b"\n") < 0:
+            parts.append(chunk)  # a line longer than a chunk, or a slow one
+            continue
+        lines = chunk.split(b"\n")
+        if parts:
+            parts.append(lines[0])
+            lines[0] = b"".join(parts)
+            parts = []
+        last = lines.pop()
+        if last:
+            parts.append(last)
+        yield lines
+    if parts:
+        yield [b"".join(parts)]
+
+
+def _fileno(source: object) -> int | None:
+    """The file descriptor to read `source` through, or None when it has none."""
+    try:
+        return int(source.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, io.UnsupportedOperation, ValueError):
+        return None
 
 
 class _StateLine(msgspec.Struct):
@@ -133,6 +195,8 @@ class LineReader(GenericSingerReader[str]):
         #: The streams whose RECORD lines the target takes the fast way, and their handlers;
         #: a handler returns False to leave the line to the slow way.
         self.fast_routes = FastRoutes()
+        #: Asked between two reads of the input (the target sets it): SPEC §12's freshness.
+        self.deadlines: Deadlines | None = None
 
     @property
     def default_input(self) -> IO[str]:
@@ -192,8 +256,27 @@ class LineReader(GenericSingerReader[str]):
     ) -> Counter[str]:
         """Dispatch every non-blank line to the callback of its message type."""
         stats: Counter[str] = Counter()
-        lines: Iterable[str | bytes] = file_input or self.default_input
+        source = file_input or self.default_input
+        deadlines = self.deadlines
+        fd = _fileno(source) if deadlines is not None else None
+        blocks: Iterable[Iterable[str | bytes]] = (
+            [source] if fd is None or deadlines is None else timed_blocks(fd, deadlines)
+        )
         routes = self.fast_routes
+        fast_count = 0
+        for block in blocks:
+            fast_count += self._process_block(block, callbacks, stats, routes)
+        stats["RECORD"] += fast_count
+        return stats
+
+    def _process_block(
+        self,
+        lines: Iterable[str | bytes],
+        callbacks: dict[str, Callable[[dict[str, Any]], None]],
+        stats: Counter[str],
+        routes: FastRoutes,
+    ) -> int:
+        """Dispatch the lines of one block of input; return how many went the fast way."""
         handlers, text_handlers = routes.handlers, routes.text_handlers
         fast_count = 0
         for line in lines:
@@ -248,5 +331,4 @@ class LineReader(GenericSingerReader[str]):
                 )
             callback(message)
             stats[str(message_type)] += 1
-        stats["RECORD"] += fast_count
-        return stats
+        return fast_count

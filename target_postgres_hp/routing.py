@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,12 @@ class MessageRouter(SQLTarget):
     _states: StateKeeper | None = None
     #: Records read so far: the sequence number of the latest.
     _record_seq = 0
+    #: The most seconds a staged record waits for its commit (`batch_wait_limit_seconds`).
+    wait_limit: float = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reader.deadlines = self
 
     @property
     def runs(self) -> RunRegistry:
@@ -119,6 +126,23 @@ class MessageRouter(SQLTarget):
         if pending:
             self.drain_one(min(pending, key=lambda sink: sink.first_pending_seq))
             self._emit_safe_state()
+
+    def due(self) -> float | None:
+        """When the batch that waited longest must be committed: `wait_limit` after its
+        first record came (SPEC §12), or None while nothing is staged."""
+        oldest = min((sink.pending_since for sink in self._pending_sinks()), default=None)
+        return None if oldest is None else oldest + self.wait_limit
+
+    def commit_due(self) -> None:
+        """Commit every batch whose first record has waited about `wait_limit` (or will
+        within a tenth of it: one wake-up commits batches that came close together), then
+        emit the STATE that covers them, so a slow tap's records are visible and its STATE
+        out within the limit, and no transaction stays open while the input is silent."""
+        soon = time.monotonic() + self.wait_limit / 10 - self.wait_limit
+        for sink in sorted(self._pending_sinks(), key=lambda sink: sink.first_pending_seq):
+            if sink.pending_since <= soon:
+                self.drain_one(sink)
+        self._emit_safe_state()
 
     def _process_batch_message(self, message_dict: dict[str, Any]) -> None:
         """Load a BATCH's records exactly as the same RECORD lines would load, in order with

@@ -41,6 +41,8 @@ TABLE_LAYOUTS: tuple[TableLayout, ...] = ("raw_and_final", "direct", "raw_only")
 DEFAULT_BATCH_SIZE_ROWS = 20_000
 #: Seconds a run waits for another run loading the same stream (SPEC §9).
 DEFAULT_LOCK_WAIT_SECONDS = 300
+#: The most seconds a received record waits before it is committed (SPEC §12).
+DEFAULT_BATCH_WAIT_LIMIT_SECONDS = 30
 
 
 DEFAULT_EMBEDDED_DIR = ".target-postgres-hp/pgdata"
@@ -150,11 +152,17 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "host",
         th.StringType,
-        description="Server host name or IP. Without host, the target loads into an embedded "
-        "PostgreSQL (install the `embedded` extra).",
+        description="Server host name or IP, or several separated by commas (as libpq takes "
+        "them: with targetServerType=primary in jdbc_url_params the writable one is used). "
+        "Without host, the target loads into an embedded PostgreSQL (install the `embedded` "
+        "extra).",
     ),
     th.Property(
-        "port", th.IntegerType(minimum=1, maximum=65535), default=5432, description="Server port."
+        "port",
+        th.IntegerType(minimum=1, maximum=65535),
+        default=5432,
+        description="Server port; with several hosts, one port for all or a list as long as "
+        'the host list ("5432,5433").',
     ),
     th.Property("username", th.StringType, description="Login role."),
     th.Property("password", th.StringType, secret=True, description="Password of the role."),
@@ -276,6 +284,14 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description="Records per committed batch.",
     ),
     th.Property(
+        "batch_wait_limit_seconds",
+        th.IntegerType(minimum=1),
+        default=DEFAULT_BATCH_WAIT_LIMIT_SECONDS,
+        description="The most time a received record waits before it is committed, and the "
+        "STATE after it emitted, however slowly the input comes (the name pipelinewise "
+        "targets use).",
+    ),
+    th.Property(
         "lock_wait_seconds",
         th.IntegerType(minimum=0),
         default=DEFAULT_LOCK_WAIT_SECONDS,
@@ -332,6 +348,12 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "of host, port, username, password, database and ssl_mode.mode.",
     ),
 ).to_dict()
+
+# A host list takes a port list, written as libpq does: "5432,5433".
+CONFIG_SCHEMA["properties"]["port"] = {
+    **CONFIG_SCHEMA["properties"]["port"],
+    "type": ["integer", "string"],
+}
 
 # MeltanoLabs accepts `ssl_mode` as a plain string; the schema above documents the object form.
 CONFIG_SCHEMA["properties"]["ssl_mode"] = {

@@ -67,8 +67,10 @@ class PostgresSink(SQLSink[PostgresConnector]):
         #: The buffers of the current batch's COPY data (`StreamingPairs.buffers`).
         self._kept: tuple[KeptData, KeptData] | None = None
         self._connections: tuple[PgConnection, PgConnection] | None = None
-        #: Input sequence number of the first record of the pending batch.
+        #: Input sequence number of the first record of the pending batch, and when it came
+        #: (`time.monotonic()`).
         self.first_pending_seq = 0
+        self.pending_since = 0.0
 
     def _remove_sdc_metadata_from_schema(self) -> None:
         """Keep every property the tap declared, `_sdc_*` ones included: `_sdc_deleted_at`
@@ -149,12 +151,15 @@ class PostgresSink(SQLSink[PostgresConnector]):
         """A batch for the record `seq` (of table version `generation`) on a pair of
         connections; when every pair is taken, the target commits another stream's batch."""
         self.first_pending_seq = seq
+        self.pending_since = time.monotonic()
         if not self.connector.streaming.slots_left:
             self._target.make_room()
         self.load.before_batch(self, generation)
         if not self.run.started:
             self.run.started = self.run.reported = time.monotonic()
-        pair = self.connector.streaming.acquire()
+        # A pool's connection found dead at checkout is opened again, and opening one can
+        # fail while the server or a pooler restarts: retried like any lost connection.
+        pair = self.retrying("starting a batch of", self.connector.streaming.acquire)
         if pair is None:
             msg = "no free connection for a new batch; the target drains a sink first"
             raise InternalError(msg)

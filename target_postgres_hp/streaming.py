@@ -17,6 +17,12 @@ from target_postgres_hp.loading import KeptData, PgConnection
 
 #: Sinks that may stream a batch at once; each holds two connections meanwhile.
 MAX_STREAMING_BATCHES = 8
+#: The same through a connection pooler in transaction mode, where each of those open
+#: transactions holds one of the pool's server connections: few enough that the run's open
+#: transactions (these, the stream locks' and a DDL statement's) fit in small pools, as
+#: managed providers size them (SPEC §12). A batch that waited for a server connection held
+#: by another batch of the same run would wait for ever.
+POOLED_STREAMING_BATCHES = 2
 
 
 def driver(handle: PoolProxiedConnection) -> PgConnection:
@@ -37,6 +43,8 @@ class StreamingPairs:
         #: The pool's handles of the connections out, by connection.
         self._checked_out: dict[int, PoolProxiedConnection] = {}
         self._pairs_out = 0
+        #: How many batches may stream at once (`POOLED_STREAMING_BATCHES` through a pooler).
+        self.limit = MAX_STREAMING_BATCHES
         #: Buffers for the COPY data of a batch (raw and final table), free for the next
         #: batch: memory a committed batch used is reused, not given back to the system
         #: and taken again page by page, and there are never more of them than batches
@@ -46,13 +54,13 @@ class StreamingPairs:
     @property
     def slots_left(self) -> int:
         """How many more sinks can start a streaming batch without waiting."""
-        return MAX_STREAMING_BATCHES - self._pairs_out
+        return self.limit - self._pairs_out
 
     def acquire(self) -> tuple[PgConnection, PgConnection] | None:
         """Two pooled connections for one sink's streaming batch (raw and final), or None when
-        `MAX_STREAMING_BATCHES` batches already hold theirs."""
+        `limit` batches already hold theirs."""
         with self._lock:
-            if self._pairs_out >= MAX_STREAMING_BATCHES:
+            if self._pairs_out >= self.limit:
                 return None
             self._pairs_out += 1
         handles: list[PoolProxiedConnection] = []

@@ -16,8 +16,11 @@ logger = logging.getLogger("target-postgres-hp.connector")
 
 
 class StreamLocks:
-    """Session-level advisory locks on a connection of their own, so they are released when
-    the run ends, however it ends."""
+    """Transaction-level advisory locks, held by one transaction of their own that lasts the
+    run (SPEC §9, §12): released when the run ends, however it ends, and held through a pooler
+    in transaction mode, which keeps a client's server connection for as long as its
+    transaction lasts. The transaction takes no snapshot between statements and writes
+    nothing, so it holds back no vacuum; it only pins one server connection."""
 
     def __init__(self, open_connection: Callable[[], PgConnection], wait_seconds: int) -> None:
         self._open = open_connection
@@ -30,11 +33,7 @@ class StreamLocks:
         """Hold, until the run ends, the lock that keeps two runs from loading the same
         stream's tables at once (SPEC §9); wait up to `lock_wait_seconds` for another run
         holding it. `name` identifies the tables (the raw table's schema-qualified name);
-        `shown` names them in messages, when the raw table is not made (direct layout).
-
-        The lock is a session-level advisory lock on a connection of its own, so it is
-        released when the run ends, however it ends.
-        """
+        `shown` names them in messages, when the raw table is not made (direct layout)."""
         session = self._session
         if session is None or session.closed or session.broken:
             session = self._reopen()
@@ -58,13 +57,14 @@ class StreamLocks:
                 tables,
                 wait,
             )
+            session.execute(sql.LOCK_WAIT_SAVEPOINT)
             session.execute(sql.set_lock_timeout(wait * 1000))
             try:
                 session.execute(sql.LOCK, key)
             except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+                session.execute(sql.UNDO_LOCK_WAIT)
                 raise StreamLocked(refusal) from None
-            finally:
-                session.execute(sql.set_lock_timeout(0))
+            session.execute(sql.RELEASE_LOCK_WAIT)
             logger.info("Stream %s: the other run has finished; loading", stream)
         self._locked.add(name)
 
@@ -74,7 +74,6 @@ class StreamLocks:
         if self._session is not None:
             self._session.close()
         session = self._session = self._open()
-        session.autocommit = True
         for name in sorted(self._locked):
             got = session.execute(sql.TRY_LOCK, (sql.LOCK_CLASS, name)).fetchone()
             if not (got and got[0]):
@@ -91,7 +90,7 @@ class StreamLocks:
         return session
 
     def close(self) -> None:
-        """Release every lock (by closing their session)."""
+        """Release every lock (by closing their session: its transaction ends)."""
         if self._session is not None:
             self._session.close()
             self._session = None

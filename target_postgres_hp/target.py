@@ -69,6 +69,7 @@ class TargetPostgresHP(MessageRouter):
         """Validate with the target's own rules: one sentence per mistake."""
         try:
             self.settings = Settings.from_config(self._config)
+            self.wait_limit = float(self.settings.batch_wait_limit_seconds)
         except ConfigError as error:
             if raise_errors:
                 raise

@@ -22,6 +22,7 @@ SPEC_SETTINGS = (
     "ignore_stream_namespace",
     "batch_size_rows",
     "batch_root",
+    "batch_wait_limit_seconds",
 )
 
 #: The MeltanoLabs target-postgres names accepted as aliases (SPEC §2).

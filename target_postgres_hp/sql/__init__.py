@@ -36,8 +36,11 @@ from .dedup import winners_where as winners_where
 from .locks import CANCEL_BACKEND as CANCEL_BACKEND
 from .locks import LOCK as LOCK
 from .locks import LOCK_CLASS as LOCK_CLASS
+from .locks import LOCK_WAIT_SAVEPOINT as LOCK_WAIT_SAVEPOINT
 from .locks import LOCK_WAITS as LOCK_WAITS
+from .locks import RELEASE_LOCK_WAIT as RELEASE_LOCK_WAIT
 from .locks import TRY_LOCK as TRY_LOCK
+from .locks import UNDO_LOCK_WAIT as UNDO_LOCK_WAIT
 from .locks import set_lock_timeout as set_lock_timeout
 from .raw import RAW_COPY_COLUMNS as RAW_COPY_COLUMNS
 from .raw import create_raw_table as create_raw_table
@@ -47,7 +50,11 @@ from .raw import untyped_raw_rows as untyped_raw_rows
 from .session import RELEASE_SAVEPOINT as RELEASE_SAVEPOINT
 from .session import ROLLBACK_TO_SAVEPOINT as ROLLBACK_TO_SAVEPOINT
 from .session import SAVEPOINT as SAVEPOINT
+from .session import SERVER_SESSION as SERVER_SESSION
+from .session import SETTING_SOURCES as SETTING_SOURCES
 from .session import session_setup as session_setup
+from .session import set_session as set_session
+from .session import transaction_settings as transaction_settings
 from .tables import FINAL_META_COLUMNS as FINAL_META_COLUMNS
 from .tables import add_column as add_column
 from .tables import alter_column_type as alter_column_type

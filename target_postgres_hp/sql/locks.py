@@ -1,5 +1,9 @@
 """Locks: the advisory locks that keep two runs off one stream, the lock timeout, and the
-lock waits of the run's sessions (who blocks them, and cancelling a wait)."""
+lock waits of the run's sessions (who blocks them, and cancelling a wait).
+
+The stream locks are transaction-level: held by one transaction that lasts the run, they hold
+through a pooler in transaction mode too, where a session-level lock would stay with a server
+connection the pooler hands to other clients (SPEC §12)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ from psycopg import sql
 #: The first half of the target's advisory lock keys; the second is `hashtext` of the locked
 #: name. Two-integer keys and hashtext work on every PostgreSQL from 9.5.
 LOCK_CLASS = 0x68700001
-TRY_LOCK = sql.SQL("SELECT pg_try_advisory_lock(%s, hashtext(%s))")
-LOCK = sql.SQL("SELECT pg_advisory_lock(%s, hashtext(%s))")
+TRY_LOCK = sql.SQL("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))")
+LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s, hashtext(%s))")
+#: Around a wait for a stream lock: a wait that times out undoes only itself, not the locks the
+#: transaction already holds.
+LOCK_WAIT_SAVEPOINT = sql.SQL("SAVEPOINT target_postgres_hp_lock_wait")
+RELEASE_LOCK_WAIT = sql.SQL("RELEASE SAVEPOINT target_postgres_hp_lock_wait")
+UNDO_LOCK_WAIT = sql.SQL("ROLLBACK TO SAVEPOINT target_postgres_hp_lock_wait")
 
 
 #: Of the backends `%s` (an int array), those waiting for a lock: the waiting pid, the relation
@@ -33,5 +42,5 @@ CANCEL_BACKEND = sql.SQL("SELECT pg_cancel_backend(%s)")
 
 
 def set_lock_timeout(milliseconds: int) -> sql.Composed:
-    """How long the session waits for a lock."""
-    return sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds))
+    """How long the transaction waits for a lock."""
+    return sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(milliseconds))

@@ -184,13 +184,17 @@ class LiveRun:
             cwd=workdir,
         )
         self.stdout: list[str] = []
+        #: When each stdout line first came (`time.monotonic()`), by its text.
+        self.arrivals: dict[str, float] = {}
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self._lines.put(line.rstrip("\n"))
+            text = line.rstrip("\n")
+            self.arrivals.setdefault(text, clock.monotonic())
+            self._lines.put(text)
         self._lines.put(None)
 
     @property
@@ -298,10 +302,15 @@ def wait_for_no_loader(admin: psycopg.Connection[Any], role: str, timeout: float
         clock.sleep(0.05)
 
 
+#: Where the kernel shows a process waiting for its input: reading the pipe, or waiting in
+#: select() for it until a staged batch is due (SPEC §12).
+_INPUT_WAITS = ("pipe_read", "do_select", "poll_schedule_timeout")
+
+
 def reading_stdin(pid: int) -> bool:
-    """Whether the process's main thread is blocked reading an empty pipe (its stdin)."""
+    """Whether the process's main thread is blocked waiting for an empty pipe (its stdin)."""
     try:
         wchan = Path(f"/proc/{pid}/wchan").read_text()
     except OSError:
         return False
-    return wchan.endswith("pipe_read")
+    return any(wait in wchan for wait in _INPUT_WAITS)
