@@ -352,7 +352,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
 # A host list takes a port list, written as libpq does: "5432,5433".
 CONFIG_SCHEMA["properties"]["port"] = {
     **CONFIG_SCHEMA["properties"]["port"],
-    "type": ["integer", "string"],
+    "type": ["string", "integer"],
 }
 
 # MeltanoLabs accepts `ssl_mode` as a plain string; the schema above documents the object form.

@@ -31,7 +31,7 @@ def problems(config: dict[str, Any]) -> list[str]:
 
 def test_defaults() -> None:
     s = settings()
-    assert s.port == 5432
+    assert s.port == "5432"
     assert s.database is None  # libpq then uses the user name
     assert s.schemas == ("public",)
     assert s.default_schema == "public"
@@ -172,8 +172,62 @@ def test_unknown_ssl_mode() -> None:
 
 
 def test_wrong_type_names_setting_and_fix() -> None:
-    (message,) = problems({**BASE, "port": "five"})
-    assert message == "Setting `port` has the wrong type (got 'five'): give an integer."
+    (message,) = problems({**BASE, "port": [5432]})
+    assert message == "Setting `port` has the wrong type (got [5432]): give a string or integer."
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("db", 6432, "6432"),
+        ("db", "6432", "6432"),
+        ("a,b", "5432", "5432"),
+        ("a,b", "5432, 5433", "5432,5433"),
+        ("a,b,c", 5432, "5432"),
+    ],
+)
+def test_host_lists_take_one_port_or_one_per_host(host: str, port: object, expected: str) -> None:
+    """SPEC §12: host and port as libpq takes them."""
+    s = Settings.from_config({**BASE, "host": host, "port": port})
+    assert (s.host, s.port) == (host, expected)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "message"),
+    [
+        (
+            "db",
+            "five",
+            "Setting `port` is not a port number or a list of them (got 'five'): give a number"
+            " from 1 to 65535, or one per host separated by commas.",
+        ),
+        (
+            "a,b",
+            "5432,70000",
+            "Setting `port` is not a port number or a list of them (got '5432,70000'): give a"
+            " number from 1 to 65535, or one per host separated by commas.",
+        ),
+        (
+            "a,b,c",
+            "5432,5433",
+            "Setting `port` lists 2 ports for 3 hosts: give one port for every host, or one for"
+            " all.",
+        ),
+    ],
+)
+def test_a_port_list_that_does_not_fit_is_refused(host: str, port: str, message: str) -> None:
+    assert problems({**BASE, "host": host, "port": port}) == [message]
+
+
+def test_a_host_list_cannot_go_through_a_tunnel() -> None:
+    tunnel = {
+        "tunnel_method": "SSH_PASSWORD_AUTH",
+        "tunnel_host": "bastion",
+        "tunnel_user": "me",
+        "tunnel_user_password": "pw",
+    }
+    (message,) = problems({**BASE, "host": "a,b", "tunnel_method": tunnel})
+    assert message.startswith("Setting `host` lists several hosts, which an SSH tunnel")
 
 
 def test_out_of_range_port() -> None:
@@ -292,7 +346,7 @@ def test_sqlalchemy_url_alias() -> None:
     )
     assert (s.host, s.port, s.username, s.password, s.database) == (
         "db.example.com",
-        6543,
+        "6543",
         "bob",
         "s@cret",
         "sales",
@@ -364,7 +418,7 @@ def test_unknown_setting_refused_with_closest_name(config: dict[str, Any], messa
 
 
 def test_unknown_setting_reported_with_other_mistakes() -> None:
-    messages = problems({**BASE, "hostnme": "x", "port": "five"})
+    messages = problems({**BASE, "hostnme": "x", "port": [5432]})
     assert any(m.startswith("Setting `hostnme` is not a setting") for m in messages)
     assert any(m.startswith("Setting `port` has the wrong type") for m in messages)
 
