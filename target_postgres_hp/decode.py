@@ -20,7 +20,7 @@ import msgspec
 
 from target_postgres_hp.casting import RowCaster, RowFunction
 from target_postgres_hp.errors import KeyMissing, KeyNotStorable
-from target_postgres_hp.naming import storable_key
+from target_postgres_hp.naming import shown_name, storable_key
 from target_postgres_hp.rawdata import clean_record, data_json
 from target_postgres_hp.records import RecordFields
 
@@ -71,6 +71,8 @@ class RecordDecoder:
         #: What typing's changes name a renamed property by: its name with NUL removed, as
         #: JSONB holds it (SPEC §4.4: the original property), not the key it is kept under.
         self._shown = {field: storable_key(prop) for prop, field in self._renamed.items()}
+        #: The property each renamed key is kept for, to name it in a refusal.
+        self._source = {field: prop for prop, field in self._renamed.items()}
         self._fields = fields
         self._caster = caster
         #: The deletion markers (property, position among the fast way's values).
@@ -151,7 +153,10 @@ class RecordDecoder:
         surrogate (its line showed none), which skips the walk that would find them."""
         for key in self.keys:
             if key not in record:
-                msg = f"record of stream {self.stream} has no value for key property {key}"
+                msg = (
+                    f"record of stream {shown_name(self.stream)} has no value for key property"
+                    f" {shown_name(key)}"
+                )
                 raise KeyMissing(msg)
         if maybe_dirty or self._renamed:
             data, changes = clean_record(record, self._renamed)
@@ -186,8 +191,8 @@ class RecordDecoder:
             if prop in self._key_set:
                 value = _json_text(value_of(prop))
                 msg = (
-                    f"record of stream {self.stream} has key property"
-                    f" {self._shown.get(prop, prop)} = {value},"
+                    f"record of stream {shown_name(self.stream)} has key property"
+                    f" {shown_name(self._source.get(prop, prop))} = {value},"
                     " which its key column cannot hold exactly (a key is never NULLed by"
                     " typing, or distinct keys would merge); fix the value at the source, or"
                     " change the key column's type"

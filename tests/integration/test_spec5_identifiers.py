@@ -544,3 +544,27 @@ def test_property_names_holding_nul_keep_their_values(
         {"id": 3, "ab": "zz2", "k": 1, "ab_2": "new", "cur": 2},
         {"id": 4, "k": 2, "ab_2": "old", "cur": 0},
     ]
+
+
+def test_a_key_property_holding_nul_is_named_readably(pg_db: PgDatabase, tmp_path: Path) -> None:
+    config = pg_db.config(schema=SCHEMA, load_method="append-dedup")
+    for number, data in enumerate(({"id": 1, "k\x00": "x"}, {"id": 1})):
+        run = run_target(
+            config,
+            messages(
+                schema_message(
+                    "nul", {"id": {"type": "integer"}, "k\x00": {"type": "integer"}}, ["k\x00"]
+                ),
+                record("nul", data),
+            ),
+            tmp_path / str(number),
+        )
+        assert run.returncode == 1, run.stderr
+        assert "\x00" not in run.stderr
+        assert run.error_lines() == [
+            "Input line 2: record of stream nul has key property 'k\\x00' = \"x\", which its key"
+            " column cannot hold exactly (a key is never NULLed by typing, or distinct keys"
+            " would merge); fix the value at the source, or change the key column's type."
+            if number == 0
+            else "Input line 2: record of stream nul has no value for key property 'k\\x00'."
+        ]
