@@ -78,6 +78,9 @@ __all__ = [
 logger = logging.getLogger("target-postgres-hp")
 
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+#: `$SOURCE_NAMESPACE` or `{SOURCE_NAMESPACE}` outside a `${...}` placeholder: a typo for
+#: `${SOURCE_NAMESPACE}` that would otherwise name a schema literally.
+_HALF_PLACEHOLDER = re.compile(r"\$SOURCE_NAMESPACE|\{SOURCE_NAMESPACE\}", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,13 @@ class _Builder(ConfigReader):
                 "namespace_format",
                 f"has the placeholder {others[0]}",
                 f"use {SOURCE_NAMESPACE}, the only one replaced",
+            )
+        elif half := _HALF_PLACEHOLDER.search(_PLACEHOLDER.sub("", text)):
+            self.problem(
+                "namespace_format",
+                f"has {half.group()}, which is not replaced (it would be part of the schema name)",
+                f"write {SOURCE_NAMESPACE}, with the dollar sign and the braces"
+                f" (in meltano.yml \\{SOURCE_NAMESPACE}, as Meltano would replace it)",
             )
         return definition, text
 

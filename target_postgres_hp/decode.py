@@ -12,7 +12,7 @@ key, refuses the record (SPEC §6.3).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,7 @@ import msgspec
 
 from target_postgres_hp.casting import RowCaster, RowFunction
 from target_postgres_hp.errors import KeyMissing, KeyNotStorable
+from target_postgres_hp.naming import shown_name, storable_key
 from target_postgres_hp.rawdata import clean_record, data_json
 from target_postgres_hp.records import RecordFields
 
@@ -57,10 +58,21 @@ class RecordDecoder:
         markers: Sequence[tuple[str, int]] = (),
         *,
         raw_json: bool = True,
+        renamed: Mapping[str, str] | None = None,
     ) -> None:
         self.stream = stream
         self.keys = keys
-        self._key_set = frozenset(keys)
+        #: The key a property whose name JSONB cannot hold is kept under in the cleaned
+        #: record (`naming.renamed_keys`): what the caster reads and typing's changes name.
+        self._renamed = dict(renamed or {})
+        #: The key properties as the cleaned record and typing's changes name them.
+        self.key_fields = frozenset(self._renamed.get(key, key) for key in keys)
+        self._key_set = self.key_fields
+        #: What typing's changes name a renamed property by: its name with NUL removed, as
+        #: JSONB holds it (SPEC §4.4: the original property), not the key it is kept under.
+        self._shown = {field: storable_key(prop) for prop, field in self._renamed.items()}
+        #: The property each renamed key is kept for, to name it in a refusal.
+        self._source = {field: prop for prop, field in self._renamed.items()}
         self._fields = fields
         self._caster = caster
         #: The deletion markers (property, position among the fast way's values).
@@ -141,17 +153,33 @@ class RecordDecoder:
         surrogate (its line showed none), which skips the walk that would find them."""
         for key in self.keys:
             if key not in record:
-                msg = f"record of stream {self.stream} has no value for key property {key}"
+                msg = (
+                    f"record of stream {shown_name(self.stream)} has no value for key property"
+                    f" {shown_name(key)}"
+                )
                 raise KeyMissing(msg)
-        data, changes = clean_record(record) if maybe_dirty else (record, [])
+        if maybe_dirty or self._renamed:
+            data, changes = clean_record(record, self._renamed)
+        else:
+            data, changes = record, []
         caster = self._caster
         if caster is None:
             return data_json(data), changes, None, False
         typed = caster.row(data)
         if typed[1] and self._key_set:
             self._refuse_unstorable_key(typed[1], data.get)
+        if typed[1] and self._shown:
+            self.name_changes(typed[1])
         deletes = any(data.get(marker) is not None for marker in self._markers)
         return data_json(data) if self._raw_json else "", changes, typed, deletes
+
+    def name_changes(self, changes: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Typing's `changes` (made by a caster of this stream, which names a renamed
+        property by the key it is kept under) naming each property as `_airbyte_meta`
+        does."""
+        for change in changes:
+            change["field"] = self._shown.get(change["field"], change["field"])
+        return changes
 
     def _refuse_unstorable_key(
         self, changes: list[dict[str, str]], value_of: Callable[[str], object]
@@ -163,7 +191,8 @@ class RecordDecoder:
             if prop in self._key_set:
                 value = _json_text(value_of(prop))
                 msg = (
-                    f"record of stream {self.stream} has key property {prop} = {value},"
+                    f"record of stream {shown_name(self.stream)} has key property"
+                    f" {shown_name(self._source.get(prop, prop))} = {value},"
                     " which its key column cannot hold exactly (a key is never NULLed by"
                     " typing, or distinct keys would merge); fix the value at the source, or"
                     " change the key column's type"

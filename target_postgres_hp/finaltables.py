@@ -18,7 +18,7 @@ from target_postgres_hp.casting import ColumnType, catalog_column_type, widening
 from target_postgres_hp.dependents import dependents_set_aside
 from target_postgres_hp.errors import DependentObjects
 from target_postgres_hp.loading import PgConnection
-from target_postgres_hp.naming import assign_names, derived_name
+from target_postgres_hp.naming import assign_names, derived_name, shown_name
 from target_postgres_hp.ownership import comment_of, comment_value, table_for_stream
 
 logger = logging.getLogger("target-postgres-hp.connector")
@@ -60,12 +60,12 @@ def make_final_table(
     if table != conformed:
         logger.warning(
             "%s would share table %s.%s: stream %s is stored in %s.%s instead",
-            f"Streams {holder} and {stream}"
-            if holder
-            else f"Stream {stream} and a table of the target",
+            f"Streams {shown_name(holder)} and {shown_name(stream)}"
+            if holder is not None
+            else f"Stream {shown_name(stream)} and a table of the target",
             schema,
             conformed,
-            stream,
+            shown_name(stream),
             schema,
             table,
         )

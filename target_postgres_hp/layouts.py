@@ -31,7 +31,7 @@ from target_postgres_hp.decode import RecordDecoder
 from target_postgres_hp.finaltables import FinalColumn
 from target_postgres_hp.loading import FinalTarget, write_typed
 from target_postgres_hp.loads import LoadMethod
-from target_postgres_hp.naming import final_identifier, raw_identifier
+from target_postgres_hp.naming import final_identifier, raw_identifier, renamed_keys
 from target_postgres_hp.plan import Planning, StreamPlan, StreamSchema
 from target_postgres_hp.records import RecordFields
 
@@ -84,7 +84,12 @@ class RawOnly:
             load=planning.load,
             raw=raw,
             helpers=raw,
-            decoder=RecordDecoder(schema.stream, keys, RecordFields([], frozenset(), keys)),
+            decoder=RecordDecoder(
+                schema.stream,
+                keys,
+                RecordFields([], frozenset(), keys),
+                renamed=renamed_keys(schema.properties),
+            ),
         )
 
 
@@ -164,7 +169,8 @@ def _typed_plan(
     connector.prepare_key_index(final_schema, table, keys, cursor, key_types)
     deleting = bool(keys) and settings.cdc_deletion_mode == "hard_delete"
     markers = [m for m in DELETION_MARKERS if m in positions] if deleting else []
-    caster, fields = _casts(schema, columns, positions, markers, connector.server_version)
+    renamed = renamed_keys(schema.properties)
+    caster, fields = _casts(schema, columns, positions, markers, connector.server_version, renamed)
     final = FinalTarget(
         schema=final_schema,
         table=table,
@@ -190,6 +196,7 @@ def _typed_plan(
             caster,
             [(marker, positions[marker]) for marker in markers],
             raw_json=raw is not None,
+            renamed=renamed,
         ),
         final=final,
     )
@@ -252,15 +259,19 @@ def _casts(
     positions: dict[str, int],
     markers: list[str],
     server_version: int,
+    renamed: dict[str, str],
 ) -> tuple[RowCaster, RecordFields]:
     """The stream's row caster and fast-way decoder. Object and array columns take the JSON
     text of the line, unless a key or a deletion marker (whose null must be told apart) is
-    one."""
+    one. The caster reads a cleaned record: a property whose name JSONB cannot hold by the
+    key `renamed` gives it (the fast way never takes such a stream: msgspec cannot match its
+    name)."""
     non_finite = server_version >= 140000
     plan: list[tuple[str, Cast, ColumnType | None]] = []
     for column in columns:
         kind = effective_type(column.wanted, column.catalog_type)
-        plan.append((column.prop, cast_for(kind, non_finite_numbers=non_finite), kind))
+        field = renamed.get(column.prop, column.prop)
+        plan.append((field, cast_for(kind, non_finite_numbers=non_finite), kind))
     special = {positions[prop] for prop in [*schema.keys, *markers] if prop in positions}
     json_texts = frozenset(
         index
@@ -292,7 +303,7 @@ def type_untyped_raw_rows(
     with connector.raw_connection() as conn:
         if conn.execute(sql.has_untyped(*raw)).fetchone() is None:
             return
-    key_set = frozenset(plan.decoder.keys)
+    key_set = plan.decoder.key_fields
     markers = [prop for _, prop in final.deleted]
     typed = 0
     held: list[str] = []
@@ -316,6 +327,7 @@ def type_untyped_raw_rows(
                     held.append(raw_id)
                     continue
                 written.append(raw_id)
+                plan.decoder.name_changes(changes)
                 if changes:
                     meta = json.loads(meta_text)
                     meta["changes"] = [*meta.get("changes", []), *changes]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -131,6 +132,15 @@ def place_stream(
     return Placement(schema=schema, table=f"{prefix}{table}")
 
 
+def shown_name(name: str) -> str:
+    """A stream or property name as a log line shows it: as it is, or quoted (with escapes)
+    when it is empty, starts or ends with a space, or holds a character that does not
+    print, so that `""`, `" "` and `"_"` read apart."""
+    if name and name.isprintable() and name == name.strip():
+        return name
+    return repr(name)
+
+
 def suffixed_from(name: str, conformed: str) -> bool:
     """True when `name` is `conformed` itself or `conformed` with a collision suffix
     (`with_suffix`): the names `assign_names` can give a source that conforms to
@@ -161,6 +171,42 @@ def with_suffix(name: str, number: int, limit: int = MAX_IDENTIFIER_BYTES) -> st
     budget = limit - len(suffix)
     prefix = name.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
     return prefix + suffix
+
+
+def storable_key(name: str) -> str:
+    """A property name as JSONB can hold it: NUL characters removed, a lone surrogate (which
+    UTF-8 cannot hold) replaced by U+FFFD, as `rawdata.clean_record` cleans a record's keys."""
+    name = name.replace("\x00", "")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return name
+
+
+def renamed_keys(properties: Iterable[str]) -> dict[str, str]:
+    """The key under which the value of each property whose name JSONB cannot hold (a NUL
+    character, a lone surrogate) is kept in a cleaned record, `_airbyte_data` and
+    `_airbyte_meta` (SPEC §9: NUL removal never separates a value from its column).
+
+    Its cleaned name (`storable_key`), unless another property is named so or claims it
+    first (in code point order, whatever the schema's order): then that name with the first
+    free `_<n>` suffix. A property JSONB can hold is never renamed, so a record holding no
+    such key stays as it came. Properties JSONB can hold are not in the result."""
+    names = set(properties)
+    taken = set(names)
+    renamed: dict[str, str] = {}
+    for name in sorted(names):
+        key = storable_key(name)
+        if key == name:
+            continue
+        candidate, number = key, 2
+        while candidate in taken:
+            candidate = f"{key}_{number}"
+            number += 1
+        renamed[name] = candidate
+        taken.add(candidate)
+    return renamed
 
 
 def derived_name(base: str, purpose: str) -> str:

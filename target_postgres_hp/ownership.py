@@ -13,6 +13,7 @@ from target_postgres_hp.naming import (
     assign_names,
     derived_name,
     raw_table_name,
+    shown_name,
     suffixed_from,
 )
 
@@ -83,11 +84,12 @@ def table_for_stream(
         owner = comment_value(comment, "stream")
         if owner == stream and not suffixed_from(name, conformed):
             owner = f"\x00other name:{stream}"
-        owners[name] = owner or companion_owner(comment)
+        # The empty stream name is a stream too: only a table recording none is nobody's.
+        owners[name] = owner if owner is not None else companion_owner(comment)
     table = assign_names([(stream, conformed)], owners, frozenset())[stream]
     holder = owners.get(conformed)
     # Markers (helper tables, other names of this stream) start with NUL: no stream.
-    return table, holder if holder and not holder.startswith("\x00") else None
+    return table, holder if holder is not None and not holder.startswith("\x00") else None
 
 
 def raw_table_of(
@@ -136,7 +138,7 @@ def raw_table_of(
     if table != conformed:
         logger.warning(
             "Stream %s (final table %s.%s) has %s %s.%s because %s is taken by another final table",
-            stream,
+            shown_name(stream),
             final_schema,
             final_name,
             what,

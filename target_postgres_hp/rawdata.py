@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -148,20 +148,46 @@ def parse_time_extracted(value: object) -> datetime | None:
         return None
 
 
-def clean_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def clean_record(
+    record: dict[str, Any], renamed: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The record with NUL characters removed and NaN/Infinity made strings, and one
-    `TRUNCATED` change per top-level property that needed it."""
+    `TRUNCATED` change per top-level property that needed it, naming the property (with its
+    NUL characters removed, as JSONB holds it).
+
+    A top-level key that cleaning changes is kept under `renamed`'s key for it (the
+    schema's, `naming.renamed_keys`), else under its cleaned name, and never over the value
+    of another key: a key the record holds as it is keeps its own, then the schema's renamed
+    properties take theirs, then any other cleaned key takes its cleaned name or, if that is
+    taken, that name with the first free `_<n>` suffix (SPEC §9: NUL removal never separates a
+    value from its column)."""
     if not make_storable(record)[1]:
         return record, []
-    changes = []
+    renamed = renamed or {}
     data: dict[str, Any] = {}
+    #: Per key of `data` whose value or key cleaning changed, the property it names.
+    changed: dict[str, str] = {}
+    moved: list[tuple[int, str, str, Any]] = []
     for key, value in record.items():
         new_key, key_changed = make_storable(key)
         new_value, value_changed = make_storable(value)
-        if key_changed or value_changed:
-            changes.append({"field": new_key, **TRUNCATED})
-        data[new_key] = new_value
-    return data, changes
+        if key_changed:
+            wanted = renamed.get(key)
+            rank = 0 if wanted is not None else 1
+            moved.append((rank, wanted or new_key, new_key, new_value))
+            continue
+        data[key] = new_value
+        if value_changed:
+            changed[key] = key
+    reserved = set(renamed.values())
+    for rank, wanted, field, value in sorted(moved, key=lambda item: item[0]):
+        stored, number = wanted, 2
+        while stored in data or (rank and stored in reserved):
+            stored = f"{wanted}_{number}"
+            number += 1
+        data[stored] = value
+        changed[stored] = field
+    return data, [{"field": field, **TRUNCATED} for field in changed.values()]
 
 
 class RawRowBuilder:

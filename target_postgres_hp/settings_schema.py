@@ -262,7 +262,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         default=SOURCE_NAMESPACE,
         description="With namespace_definition custom: the schema of a stream's final table, "
         "${SOURCE_NAMESPACE} replaced by the stream's namespace (streams without one go to "
-        "the first schema).",
+        "the first schema). Write the placeholder with the dollar sign and the braces: "
+        "$SOURCE_NAMESPACE or {SOURCE_NAMESPACE} is refused, not taken literally.",
     ),
     th.Property(
         "stream_prefix",

@@ -29,7 +29,8 @@ the sync id differ. The runs must also print the same STATEs and the same ERROR 
 traceback. Beside the differential check, cheap independent oracles: the fast run took exactly
 the lines it should (no `\\u0000` escape, JSON msgspec reads, property names msgspec can match);
 a run whose input holds nothing SPEC lets fail loads; `_airbyte_data` is the record with NULs
-removed and NaN/Infinity as strings, with a TRUNCATED change per top-level property cleaned;
+removed and NaN/Infinity as strings (a top-level key cleaned to a key already held kept under
+a suffix, no value lost), with a TRUNCATED change per top-level property cleaned;
 the `oracle_int`, `oracle_bool` and `oracle_num` columns hold exactly what SPEC §4.4 says, NULL
 plus a NULLED change otherwise.
 
@@ -679,6 +680,41 @@ def storable(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def renamed_properties(properties: list[str]) -> dict[str, str]:
+    """SPEC §9: the key a property whose name holds NUL is kept under: its name without NUL,
+    else (another property has it, or a name earlier in code point order took it) that name
+    with the first free `_<n>`."""
+    taken = set(properties)
+    renamed: dict[str, str] = {}
+    for name in sorted(properties):
+        cleaned, changed = storable(name)
+        if not changed:
+            continue
+        key, number = cleaned, 2
+        while key in taken:
+            key, number = f"{cleaned}_{number}", number + 1
+        renamed[name] = key
+        taken.add(key)
+    return renamed
+
+
+def storable_record(record: dict[str, Any], properties: list[str]) -> dict[str, Any]:
+    """The record as the raw table keeps it: a key that needs no cleaning keeps its value;
+    a schema property whose name holds NUL is kept under its renamed key, any other key
+    under its cleaned name; neither takes a key already given, and the latter not a renamed
+    property's key (then `_<n>`): no value is lost."""
+    renamed = renamed_properties(properties)
+    data = {key: storable(value)[0] for key, value in record.items() if not storable(key)[1]}
+    dirty = [key for key in record if storable(key)[1]]
+    for key in sorted(dirty, key=lambda key: key not in renamed):
+        wanted = renamed.get(key, storable(key)[0])
+        stored, number = wanted, 2
+        while stored in data or (key not in renamed and stored in renamed.values()):
+            stored, number = f"{wanted}_{number}", number + 1
+        data[stored] = storable(record[key])[0]
+    return data
+
+
 def same_json(a: Any, b: Any) -> bool:
     """JSON equality that tells booleans from numbers and compares numbers by value."""
     if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
@@ -764,10 +800,19 @@ def check_oracles(conn: psycopg.Connection[Any], schema: str, example: Example) 
         for index, (stream, _) in sorted(example.records.items())
         if stream == "s0"
     ]
+    # The properties of the SCHEMA of s0 in effect at each of its records.
+    schemas: list[list[str]] = []
+    current: list[str] = []
+    for index, line in enumerate(example.lines):
+        message = json.loads(line)
+        if message["type"] == "SCHEMA" and message["stream"] == "s0":
+            current = list(message["schema"]["properties"])
+        elif example.records.get(index, ("",))[0] == "s0":
+            schemas.append(current)
     assert len(final) == len(sent)
     assert direct or len(raw) == len(final)
     for number, (record, row) in enumerate(zip(sent, final, strict=True)):
-        cleaned, _ = storable(record)
+        cleaned = storable_record(record, schemas[number])
         raw_meta = None
         if not direct:
             data, raw_meta = raw[number]

@@ -402,3 +402,169 @@ def test_table_and_schema_names(pg_db: PgDatabase, tmp_path: Path) -> None:
     assert len(indexes) == 1
     assert indexes[0][1].startswith("CREATE UNIQUE INDEX")
     assert size(indexes[0][0]) <= 63
+
+
+# --------------------------------------------------------------------------- names that clean alike
+
+LAYOUTS = ["raw_and_final", "direct"]
+
+
+def truncated(field: str) -> dict[str, str]:
+    return {"field": field, "change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"}
+
+
+def nulled(field: str) -> dict[str, str]:
+    return {"field": field, "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_streams_whose_names_clean_to_one_name_never_share_a_table(
+    pg_db: PgDatabase, tmp_path: Path, layout: str
+) -> None:
+    # "", "_", " " and "-" all become the final table `_`; each stream keeps its own table
+    # (the first the plain name), whatever order a later run sends them in (SPEC §5, §6.4).
+    streams = ["", "_", " ", "-"]
+    properties = {"id": {"type": "integer"}, "src": {"type": "string"}}
+    config = pg_db.config(schema=SCHEMA, table_layout=layout, load_method="append-dedup")
+    tables: dict[str, str] = {}
+    for attempt, order in enumerate((streams, streams[::-1])):
+        run = run_target(
+            config,
+            messages(
+                *(schema_message(stream, properties, ["id"]) for stream in order),
+                *(record(stream, {"id": 1, "src": f"{stream!r} {attempt}"}) for stream in order),
+            ),
+            tmp_path / str(attempt),
+        )
+        assert run.returncode == 0, run.stderr
+        conn = pg_db.admin()
+        found = tables_by_stream(conn, SCHEMA)
+        assert set(found) == set(streams), found
+        assert len(set(found.values())) == len(streams), found
+        if attempt == 0:
+            assert found[""] == "_"
+            assert sorted(found[stream] for stream in streams[1:]) == ["__2", "__3", "__4"]
+            for stream in streams[1:]:
+                assert (
+                    f"Streams '' and {stream if stream.strip() else repr(stream)} would share"
+                    f" table {SCHEMA}._: stream"
+                ) in run.stderr, stream
+            tables = found
+        else:
+            assert found == tables  # the mapping holds across runs
+        for stream in streams:
+            rows = rows_of(conn, SCHEMA, found[stream])
+            assert [(row["id"], row["src"]) for row in rows] == [(1, f"{stream!r} {attempt}")]
+            assert rows[0]["_airbyte_meta"]["changes"] == []
+        if layout == "raw_and_final":
+            raws = tables_by_stream(conn, RAW_SCHEMA)
+            assert set(raws) == set(streams)
+            assert len(set(raws.values())) == len(streams), raws
+            for stream in streams:
+                assert [r[3] for r in raw_rows(conn, raws[stream])] == [
+                    {"id": 1, "src": f"{stream!r} {number}"} for number in range(attempt + 1)
+                ]
+
+
+#: Properties whose names hold NUL, one of them cleaning to the name of another ("ab"), the
+#: key and the cursor among them (SPEC §9: NUL removal never separates a value from its column).
+NUL_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "integer"},
+    "a\x00b": {"type": "string"},
+    "ab": {"type": ["string", "null"]},
+    "k\x00": {"type": "integer"},
+    "c\x00ur": {"type": "integer"},
+    "n\x00um": {"type": ["integer", "null"]},
+    "obj": {"type": ["object", "null"]},
+}
+NUL_COLUMNS = {"id": "id", "a\x00b": "a_b", "ab": "ab", "k\x00": "k_", "c\x00ur": "c_ur"}
+NUL_RECORDS = [
+    {
+        "k\x00": 1,
+        "id": 1,
+        "a\x00b": "xy",
+        "ab": "zz",
+        "c\x00ur": 1,
+        "n\x00um": 5,
+        "obj": {"a\x00b": "n"},
+    },
+    {"k\x00": 2, "id": 2, "a\x00b": "only", "c\x00ur": 1, "n\x00um": "nope"},
+    {"k\x00": 1, "id": 3, "a\x00b": "new", "ab": "zz2", "c\x00ur": 2},
+    {"k\x00": 2, "id": 4, "a\x00b": "old", "c\x00ur": 0},
+]
+
+
+def nul_schema() -> dict[str, Any]:
+    message = schema_message("nul", NUL_PROPERTIES, ["k\x00"])
+    message["bookmark_properties"] = ["c\x00ur"]
+    return message
+
+
+@pytest.mark.parametrize("layout", [*LAYOUTS, "raw_only then raw_and_final"])
+def test_property_names_holding_nul_keep_their_values(
+    pg_db: PgDatabase, tmp_path: Path, layout: str
+) -> None:
+    first_layout = "raw_only" if layout.startswith("raw_only") else layout
+    config = pg_db.config(schema=SCHEMA, table_layout=first_layout, load_method="append-dedup")
+    lines = [nul_schema(), *(record("nul", data) for data in NUL_RECORDS)]
+    run = run_target(config, messages(*lines), tmp_path / "1")
+    assert run.returncode == 0, run.stderr
+    if first_layout == "raw_only":
+        # A later typed run types the raw rows the raw-only run left: the same final rows.
+        config["table_layout"] = "raw_and_final"
+        run = run_target(config, messages(nul_schema()), tmp_path / "2")
+        assert run.returncode == 0, run.stderr
+    conn = pg_db.admin()
+    mapping = column_of(conn, SCHEMA, "nul")
+    assert mapping == {**NUL_COLUMNS, "n\x00um": "n_um", "obj": "obj"}
+    rows = sorted(rows_of(conn, SCHEMA, "nul"), key=lambda row: row["k_"])
+    assert [
+        {column: row[column] for column in (*NUL_COLUMNS.values(), "n_um", "obj")} for row in rows
+    ] == [
+        {"id": 3, "a_b": "new", "ab": "zz2", "k_": 1, "c_ur": 2, "n_um": None, "obj": None},
+        {"id": 2, "a_b": "only", "ab": None, "k_": 2, "c_ur": 1, "n_um": None, "obj": None},
+    ]
+    # Changes name the properties as JSONB holds them (NUL removed), once each.
+    changes = [sorted(row["_airbyte_meta"]["changes"], key=json.dumps) for row in rows]
+    assert changes == [
+        sorted([truncated("k"), truncated("ab"), truncated("cur")], key=json.dumps),
+        sorted(
+            [truncated("k"), truncated("ab"), truncated("cur"), truncated("num"), nulled("num")],
+            key=json.dumps,
+        ),
+    ]
+    if layout == "direct":
+        return
+    # The raw rows keep every value; the property whose cleaned name another property has
+    # is kept under that name with a suffix, where typing (now or later) reads it.
+    raw = [r[3] for r in raw_rows(conn, "tap_data_raw__stream_nul")]
+    assert raw == [
+        {"id": 1, "ab": "zz", "obj": {"ab": "n"}, "k": 1, "ab_2": "xy", "cur": 1, "num": 5},
+        {"id": 2, "k": 2, "ab_2": "only", "cur": 1, "num": "nope"},
+        {"id": 3, "ab": "zz2", "k": 1, "ab_2": "new", "cur": 2},
+        {"id": 4, "k": 2, "ab_2": "old", "cur": 0},
+    ]
+
+
+def test_a_key_property_holding_nul_is_named_readably(pg_db: PgDatabase, tmp_path: Path) -> None:
+    config = pg_db.config(schema=SCHEMA, load_method="append-dedup")
+    for number, data in enumerate(({"id": 1, "k\x00": "x"}, {"id": 1})):
+        run = run_target(
+            config,
+            messages(
+                schema_message(
+                    "nul", {"id": {"type": "integer"}, "k\x00": {"type": "integer"}}, ["k\x00"]
+                ),
+                record("nul", data),
+            ),
+            tmp_path / str(number),
+        )
+        assert run.returncode == 1, run.stderr
+        assert "\x00" not in run.stderr
+        assert run.error_lines() == [
+            "Input line 2: record of stream nul has key property 'k\\x00' = \"x\", which its key"
+            " column cannot hold exactly (a key is never NULLed by typing, or distinct keys"
+            " would merge); fix the value at the source, or change the key column's type."
+            if number == 0
+            else "Input line 2: record of stream nul has no value for key property 'k\\x00'."
+        ]

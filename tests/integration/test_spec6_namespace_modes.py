@@ -422,6 +422,37 @@ def test_custom_fixed_schema_checked_before_reading(pg_db: PgDatabase, tmp_path:
     assert tables_in(conn, FIRST) == []
 
 
+def test_a_placeholder_without_braces_is_refused_before_reading(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """`$SOURCE_NAMESPACE` (no braces, as a shell would have it) is not the placeholder: taken
+    literally it would put every table into a schema named `_SOURCE_NAMESPACE`, so the config
+    is refused before any input is read, naming the setting and the fix."""
+    config = pg_db.config(
+        schema=FIRST, namespace_definition="custom", namespace_format="$SOURCE_NAMESPACE"
+    )
+    run = run_target(
+        config, lines(users_schema("sales-users"), user(1, "a", 1, stream="sales-users")), tmp_path
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Setting `namespace_format` has $SOURCE_NAMESPACE, which is not replaced" in run.stderr
+    assert (
+        "write ${SOURCE_NAMESPACE}, with the dollar sign and the braces (in meltano.yml"
+        " \\${SOURCE_NAMESPACE}, as Meltano would replace it)."
+    ) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    conn = pg_db.admin()
+    schemas = {
+        name
+        for (name,) in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'"
+            " AND nspname NOT IN ('information_schema', 'public')"
+        )
+    }
+    assert schemas == set()
+
+
 # --------------------------------------------------------------------------- raw tables
 
 

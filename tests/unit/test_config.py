@@ -524,6 +524,27 @@ def test_default_target_schema_implies_destination(caplog: pytest.LogCaptureFixt
             " ${SOURCE_NAMESPACE}, the only one replaced.",
         ),
         (
+            {"namespace_definition": "custom", "namespace_format": "$SOURCE_NAMESPACE"},
+            "Setting `namespace_format` has $SOURCE_NAMESPACE, which is not replaced (it would"
+            " be part of the schema name): write ${SOURCE_NAMESPACE}, with the dollar sign and"
+            " the braces (in meltano.yml \\${SOURCE_NAMESPACE}, as Meltano would replace it).",
+        ),
+        (
+            {"namespace_definition": "custom", "namespace_format": "raw_{source_namespace}"},
+            "Setting `namespace_format` has {source_namespace}, which is not replaced (it would"
+            " be part of the schema name): write ${SOURCE_NAMESPACE}, with the dollar sign and"
+            " the braces (in meltano.yml \\${SOURCE_NAMESPACE}, as Meltano would replace it).",
+        ),
+        (
+            {
+                "namespace_definition": "custom",
+                "namespace_format": "${SOURCE_NAMESPACE}_$source_namespace",
+            },
+            "Setting `namespace_format` has $source_namespace, which is not replaced (it would"
+            " be part of the schema name): write ${SOURCE_NAMESPACE}, with the dollar sign and"
+            " the braces (in meltano.yml \\${SOURCE_NAMESPACE}, as Meltano would replace it).",
+        ),
+        (
             {"namespace_definition": "elsewhere"},
             "Setting `namespace_definition` has an unknown value (got 'elsewhere'): use one of"
             " source, destination, custom.",

@@ -15,9 +15,13 @@ from target_postgres_hp.naming import (
     final_identifier,
     raw_identifier,
     raw_table_name,
+    renamed_keys,
     short_hash,
+    shown_name,
+    storable_key,
     with_suffix,
 )
+from target_postgres_hp.rawdata import make_storable
 
 LIMIT = 63
 HASH_TAIL = re.compile(r"_[0-9a-f]{8}\Z")
@@ -490,3 +494,48 @@ def test_suffixed_name_never_takes_another_sources_plain_name() -> None:
     assert names["b"] == "x"
     assert names["c"] not in {"x", "x_2"}
     assert len(set(names.values())) == 3
+
+
+# ---------------------------------------------------------------- names JSONB cannot hold
+
+
+def test_a_property_name_holding_nul_is_kept_under_its_cleaned_name() -> None:
+    assert renamed_keys(["id", "a\x00b", "k\x00", "\x00"]) == {
+        "a\x00b": "ab",
+        "k\x00": "k",
+        "\x00": "",
+    }
+    # A property whose name is clean is never renamed; the one whose cleaned name it is, is.
+    assert renamed_keys(["a\x00b", "ab"]) == {"a\x00b": "ab_2"}
+    assert renamed_keys(["a\x00b", "ab", "ab_2"]) == {"a\x00b": "ab_3"}
+    # Two names cleaning alike: code point order decides, whatever the schema's order.
+    assert renamed_keys(["a\x00\x00b", "a\x00b"]) == {"a\x00\x00b": "ab", "a\x00b": "ab_2"}
+    assert renamed_keys(["a\x00b", "a\x00\x00b"]) == {"a\x00\x00b": "ab", "a\x00b": "ab_2"}
+    # A lone surrogate, which UTF-8 cannot hold, is replaced as cleaning replaces it.
+    assert renamed_keys(["x\ud800"]) == {"x\ud800": "x\ufffd"}
+    assert storable_key("a\x00b\udc00") == "ab\ufffd"
+
+
+def test_names_shown_in_the_log_read_apart() -> None:
+    assert [shown_name(name) for name in ("users", "_", "-", "", " ", " a", "a\x00")] == [
+        "users",
+        "_",
+        "-",
+        "''",
+        "' '",
+        "' a'",
+        "'a\\x00'",
+    ]
+
+
+@given(st.lists(st.text(alphabet="ab_2\x00", max_size=4), unique=True, max_size=8))
+def test_renamed_keys_are_unique_and_clean(properties: list[str]) -> None:
+    renamed = renamed_keys(properties)
+    keys = [renamed.get(prop, prop) for prop in properties]
+    assert len(set(keys)) == len(keys), renamed
+    for prop, key in renamed.items():
+        assert "\x00" in prop
+        assert "\x00" not in key
+        assert storable_key(prop) == make_storable(prop)[0]  # as records' keys are cleaned
+        assert re.fullmatch(re.escape(storable_key(prop)) + r"(_\d+)?", key), (prop, key)
+    assert renamed_keys(list(reversed(properties))) == renamed

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from target_postgres_hp.naming import renamed_keys
 from target_postgres_hp.rawdata import (
     RawRowBuilder,
     TimeOrderedIds,
@@ -98,3 +99,27 @@ def test_extracted_at_defaults_to_now() -> None:
     moment = RawRowBuilder(sync_id=1).extracted_at(None)
     assert before <= moment <= datetime.now(timezone.utc) + timedelta(seconds=1)
     assert RawRowBuilder(sync_id=1).extracted_at("not a time") >= before
+
+
+def truncated(field: str) -> dict[str, str]:
+    return {"field": field, "change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"}
+
+
+def test_a_key_holding_nul_never_takes_another_keys_value() -> None:
+    renamed = renamed_keys(["a\x00b", "ab"])  # {"a\x00b": "ab_2"}
+    record = {"a\x00b": "xy", "ab": "zz", "o": {"k\x00": 1}}
+    assert clean_record(record, renamed) == (
+        {"ab": "zz", "o": {"k": 1}, "ab_2": "xy"},
+        [truncated("o"), truncated("ab")],
+    )
+    # Keys the schema does not name: cleaned, and suffixed rather than overwrite a value, nor
+    # take the key a renamed property is kept under.
+    record = {"x\x00": 1, "x": 2, "\x00x": 3, "a\x00\x00b": 4}
+    assert clean_record(record, renamed) == (
+        {"x": 2, "x_2": 1, "x_3": 3, "ab": 4},
+        [truncated("x"), truncated("x"), truncated("ab")],
+    )
+    assert clean_record({"a\x00\x00b": 4, "a\x00b": 5}, {"a\x00b": "ab"}) == (
+        {"ab": 5, "ab_2": 4},
+        [truncated("ab"), truncated("ab")],
+    )
