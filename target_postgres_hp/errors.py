@@ -113,7 +113,7 @@ class RecordNotStored(TargetError):
             f"Input line {line_number}: the database refused the record of stream {stream}"
             f" ({reason}); every record before that line is committed and the last STATE"
             " before it emitted: change that record, or the stream's schema, so that the"
-            " database can hold it, and run again from that state"
+            " database can hold it, and run again from that state."
         )
         self.stream = stream
         self.line_number = line_number

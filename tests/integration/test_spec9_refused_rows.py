@@ -234,7 +234,11 @@ def test_a_refused_record_keeps_every_line_before_it(
         f"Input line {sent.bad_line}: the database refused the record of stream users ("
     ), errors[0]
     assert case.reason in errors[0], errors[0]
-    assert "run again from that state" in errors[0], errors[0]
+    assert errors[0].endswith(
+        "; every record before that line is committed and the last STATE before it emitted:"
+        " change that record, or the stream's schema, so that the database can hold it, and"
+        " run again from that state."
+    ), errors[0]
     # The STATE before the bad line is emitted, none after it.
     assert run.stdout.splitlines() == ['{"pos": 1}'], run.stdout
 
@@ -304,3 +308,46 @@ def test_a_stream_with_too_many_columns_keeps_every_line_before_it(
             sql.SQL("SELECT seq FROM {} ORDER BY seq").format(sql.Identifier(layout, "events"))
         )
         assert [seq for (seq,) in seqs.fetchall()] == list(range(1, 30_011))
+
+
+def test_the_earliest_refused_record_of_all_streams_is_the_one_named(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """The batch the database refuses first is not always the one holding the earliest refused
+    record: another stream's batch, still open, may hold an earlier one. Nothing of that line
+    or after it is committed in any stream, and the STATE before it is the one emitted."""
+    long_key, wide = CASES["long key"], CASES["row too big"]
+    lines: list[dict[str, Any]] = [
+        schema_message("users", long_key.properties, long_key.keys),
+        schema_message("wide", wide.properties),
+    ]
+    for n in range(1, 301):
+        lines.append(record("users", long_key.good(n), AT))
+        lines.append(record("wide", wide.good(n), AT))
+    lines.append({"type": "STATE", "value": {"pos": 1}})
+    bad_line = len(lines) + 1
+    lines.append(record("wide", wide.bad, AT))  # the earliest refused record: in an open batch
+    lines += [record("users", long_key.good(n), AT) for n in range(301, 400)]
+    lines.append({"type": "STATE", "value": {"pos": 2}})
+    lines.append(record("users", long_key.bad, AT))  # refused first: its batch fills at 500
+    lines += [record("users", long_key.good(n), AT) for n in range(400, 600)]
+    config = pg_db.config(schema="tap", batch_size_rows=500)
+    run = run_target(config, messages(*lines), tmp_path, timeout=300)
+
+    assert run.returncode != 0, run.stderr
+    errors = run.error_lines()
+    assert len(errors) == 1, run.stderr
+    assert errors[0].startswith(
+        f"Input line {bad_line}: the database refused the record of stream wide (row is too big"
+    ), errors[0]
+    assert run.stdout.splitlines() == ['{"pos": 1}'], run.stdout
+    admin = pg_db.admin()
+    users = admin.execute("SELECT n FROM tap.users ORDER BY n").fetchall()
+    assert [n for (n,) in users] == list(range(1, 301))
+    raw_users = admin.execute(
+        "SELECT (_airbyte_data->>'n')::int FROM airbyte_internal.tap_raw__stream_users"
+        " ORDER BY _airbyte_raw_id"
+    ).fetchall()
+    assert [n for (n,) in raw_users] == list(range(1, 301))
+    wide_rows = admin.execute("SELECT c0000, c0001 FROM tap.wide ORDER BY c0000").fetchall()
+    assert wide_rows == [(n, n * 2) for n in range(1, 301)]
