@@ -24,6 +24,11 @@ from target_postgres_hp.runs import RunRegistry
 from target_postgres_hp.sinks import PostgresSink
 from target_postgres_hp.state import StateKeeper
 
+#: At most this much STATE text is kept for a refused record (`MessageRouter.keep_before`); past
+#: it the oldest go first, and a refused record then falls back to the last STATE emitted
+#: (safe: the records after it are sent again).
+STATES_KEPT_CHARS = 64 << 20
+
 
 class MessageRouter(SQLTarget):
     """Routes messages to `sinks.PostgresSink`s, one per stream."""
@@ -37,6 +42,7 @@ class MessageRouter(SQLTarget):
     #: records before it, text) of the last one every record before which is committed, and
     #: of every later one.
     _states_since: list[tuple[int, int, str]] | None = None
+    _states_chars = 0
 
     @property
     def runs(self) -> RunRegistry:
@@ -204,13 +210,20 @@ class MessageRouter(SQLTarget):
             self._states_since = []
         kept = self._states_since
         kept.append((self.reader.line_number, self._record_seq, text))
+        self._states_chars += len(text)
         oldest = min(
             (sink.first_pending_seq for sink in self._pending_sinks()),
             default=self._record_seq + 1,
         )
         covered = bisect_left(kept, oldest, key=lambda state: state[1])
-        if covered > 1:
-            del kept[: covered - 1]
+        # Of the STATEs every record before which is committed, only the last can be wanted.
+        forget = max(covered - 1, 0)
+        dropped = sum(len(state[2]) for state in kept[:forget])
+        while self._states_chars - dropped > STATES_KEPT_CHARS and forget < len(kept) - 1:
+            dropped += len(kept[forget][2])
+            forget += 1
+        self._states_chars -= dropped
+        del kept[:forget]
 
     def keep_before(self, refusal: RecordNotStored) -> RecordNotStored:
         """The database refused a record (SPEC §9): commit every record of the lines before

@@ -351,3 +351,27 @@ def test_the_earliest_refused_record_of_all_streams_is_the_one_named(
     assert [n for (n,) in raw_users] == list(range(1, 301))
     wide_rows = admin.execute("SELECT c0000, c0001 FROM tap.wide ORDER BY c0000").fetchall()
     assert wide_rows == [(n, n * 2) for n in range(1, 301)]
+
+
+def test_with_a_state_after_every_record_the_one_just_before_is_emitted(
+    pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """Many STATEs wait in a batch: the one right before the refused record's line is emitted,
+    after the records of the earlier batches and of this batch up to that line."""
+    case = CASES["long key"]
+    lines: list[dict[str, Any]] = [schema_message("users", case.properties, case.keys)]
+    for n in range(1, 1_501):
+        lines += [record("users", case.good(n), AT), {"type": "STATE", "value": {"pos": n}}]
+    bad_line = len(lines) + 1
+    lines += [record("users", case.bad, AT), {"type": "STATE", "value": {"pos": "after"}}]
+    lines += [record("users", case.good(n), AT) for n in range(1_501, 1_600)]
+    run = run_target(pg_db.config(schema="tap", batch_size_rows=1_000), messages(*lines), tmp_path)
+    assert run.returncode != 0, run.stderr
+    errors = run.error_lines()
+    assert len(errors) == 1, run.stderr
+    assert errors[0].startswith(f"Input line {bad_line}: the database refused"), errors[0]
+    emitted = [json.loads(line)["pos"] for line in run.stdout.splitlines()]
+    assert emitted[-1] == 1_500, emitted[-5:]
+    assert emitted == sorted(emitted)
+    found = pg_db.admin().execute("SELECT n FROM tap.users ORDER BY n").fetchall()
+    assert [n for (n,) in found] == list(range(1, 1_501))
