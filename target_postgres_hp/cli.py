@@ -19,6 +19,7 @@ from target_postgres_hp.errors import (
     BadInput,
     ConfigError,
     PermissionMissing,
+    RecordNotStored,
     TargetError,
     first_line,
 )
@@ -67,10 +68,16 @@ def run(cls: type[TargetPostgresHP], config: _ConfigInput, file_input: Any) -> N
         _ = target.target_connector
         try:
             target.listen(file_input)
+        except RecordNotStored as refusal:
+            # Keep everything of the lines before the refused record, and its state.
+            raise target.keep_before(refusal) from None
         except (BadInput, PermissionMissing):
             # Keep everything read before the bad line (or the SCHEMA of a stream whose
             # schema is refused), and the state that covers it.
-            target.drain_all()
+            try:
+                target.drain_all()
+            except RecordNotStored as refusal:
+                raise target.keep_before(refusal) from None
             raise
     except (TargetError, psycopg.Error) as error:
         # A statement the lock watch cancelled fails wherever it was; the watch says why.

@@ -107,6 +107,22 @@ class KeyNotStorable(RecordRefused):
     """A record's key value cannot be stored exactly in its key column (SPEC §6.3)."""
 
 
+class RecordNotStored(TargetError):
+    """The database refused a record the target let through (a row or a key too big for the
+    server, a value it cannot hold): the run keeps every record of the lines before the
+    record's, and the state before it (SPEC §9)."""
+
+    def __init__(self, stream: str, line_number: int, reason: str) -> None:
+        super().__init__(
+            f"Input line {line_number}: the database refused the record of stream {stream}"
+            f" ({reason}); every record before that line is committed and the last STATE"
+            " before it emitted: change that record, or the stream's schema, so that the"
+            " database can hold it, and run again from that state."
+        )
+        self.stream = stream
+        self.line_number = line_number
+
+
 class StreamLocked(TargetError):
     """Another run is loading the same stream."""
 

@@ -67,6 +67,26 @@ def open_load(
     return None
 
 
+def raw_load_start(
+    connector: PostgresConnector, raw: tuple[str, str], stream: str, generation: int
+) -> str | None:
+    """Where the raw rows of table version `generation` start, in the raw table of a layout
+    without a final table: an earlier run's load of that version, which this run's records
+    continue (its STATEs covered those rows), as `open_load` continues a side table. None
+    when the raw table holds no row of that version."""
+    with connector.serial_connection() as conn:
+        started = conn.execute(sql.first_raw_id_of_generation(*raw), (generation,)).fetchone()
+    if started is None or started[0] is None:
+        return None
+    logger.info(
+        "Stream %s: continuing the full refresh of table version %s an earlier run began in %s.%s",
+        stream,
+        generation,
+        *raw,
+    )
+    return str(started[0])
+
+
 def _continue_completed_load(
     conn: PgConnection,
     side: tuple[str, str],

@@ -33,6 +33,17 @@ from target_postgres_hp.naming import derived_name
 
 PgConnection = Connection[tuple[Any, ...]]
 
+#: SQLSTATE classes of the database refusing what a batch holds, as opposed to the batch's
+#: connection or transaction failing: data exceptions (22: a value out of range), integrity
+#: constraints (23) and program limits (54: a row or an index entry too big).
+REFUSING_CLASSES = frozenset({"22", "23", "54"})
+
+
+def refuses_data(error: BaseException) -> bool:
+    """Whether the database refused `error`'s statement for the data it was given (SPEC §9):
+    sending the same data again would fail the same way."""
+    return isinstance(error, psycopg.Error) and (error.sqlstate or "")[:2] in REFUSING_CLASSES
+
 
 @dataclass
 class FinalTarget:
@@ -217,10 +228,22 @@ class KeptData:
     def __len__(self) -> int:
         return self._size
 
-    def blocks(self) -> Iterator[bytes]:
-        """The data, in copies of up to `BLOCK` bytes (the buffer stays free to grow)."""
-        for start in range(0, self._size, self.BLOCK):
-            yield bytes(self._buffer[start : min(start + self.BLOCK, self._size)])
+    def blocks(self, end: int | None = None) -> Iterator[bytes]:
+        """The data (up to `end`), in copies of up to `BLOCK` bytes (the buffer stays free to
+        grow)."""
+        size = self._size if end is None else min(end, self._size)
+        for start in range(0, size, self.BLOCK):
+            yield bytes(self._buffer[start : min(start + self.BLOCK, size)])
+
+    def row_ends(self) -> list[int]:
+        """Where each row of the data ends: text COPY data ends every row with a newline, and a
+        newline in a value is sent escaped."""
+        ends: list[int] = []
+        find, start, size = self._buffer.find, 0, self._size
+        while (end := find(b"\n", start, size)) >= 0:
+            start = end + 1
+            ends.append(start)
+        return ends
 
 
 class _KeptCopy(LibpqWriter):
@@ -286,6 +309,8 @@ class BatchWriter:
         self.lost: psycopg.OperationalError | None = None
         #: Set once the final table's transaction is committed (the raw one follows).
         self.final_committed = False
+        #: The input line of each record (`first` takes the records before a line).
+        self.lines: list[int] = []
         self._opened = False
 
     @property
@@ -359,14 +384,14 @@ class BatchWriter:
                 stack.close()
 
     def commit(self) -> None:
-        """Write the batch out (`_write_out`), then commit the final table's transaction
+        """Write the batch out (`write_out`), then commit the final table's transaction
         first and the raw one's after it (see the module's docstring)."""
-        self._write_out()
+        self.write_out()
         self.final_conn.commit()
         self.final_committed = True
         self.raw_conn.commit()
 
-    def _write_out(self) -> None:
+    def write_out(self) -> None:
         """Finish both COPYs and merge a dedup batch that was staged, met existing keys or
         holds deletes: every row is written and checked, the transactions are left to
         commit."""
@@ -408,6 +433,7 @@ class BatchWriter:
         writer = BatchWriter(raw_conn, final_conn, self.raw, final)
         writer.saw_delete = self.saw_delete
         writer.records = self.records
+        writer.lines = self.lines
         writer._open()
         parts: list[tuple[psycopg.Copy | None, KeptData, Sequence[Sequence[Any]]]] = [
             (writer._raw_copy, self.raw_data, self.raw_rows)
@@ -420,6 +446,32 @@ class BatchWriter:
             for block in blocks.blocks():
                 copy.write(block)
             for row in rows:
+                copy.write_row(row)
+        return writer
+
+    def first(self, count: int, raw_conn: PgConnection, final_conn: PgConnection) -> BatchWriter:
+        """The batch's first `count` records alone, on new connections: to find the record the
+        database refuses, and to commit those before it (SPEC §9). The batch's COPYs are
+        ended first, so their data is whole."""
+        self._end_copies()
+        writer = BatchWriter(raw_conn, final_conn, self.raw, self.final)
+        writer.saw_delete = self.saw_delete
+        writer.records = count
+        writer.lines = self.lines[:count]
+        writer._open()
+        parts: list[tuple[psycopg.Copy | None, KeptData, Sequence[Sequence[Any]]]] = [
+            (writer._raw_copy, self.raw_data, self.raw_rows),
+            (writer._final_copy, self.final_data, self.final_rows),
+        ]
+        for copy, data, rows in parts:
+            if copy is None:
+                continue
+            # The rows a lost connection left out of the COPY data follow it (`add`).
+            ends = data.row_ends()
+            kept = min(count, len(ends))
+            for block in data.blocks(ends[kept - 1] if kept else 0):
+                copy.write(block)
+            for row in rows[: count - kept]:
                 copy.write_row(row)
         return writer
 

@@ -211,6 +211,11 @@ def _prepare_side(
     covered its records."""
     final, replaces = plan.final, plan.replaces
     if final is None or replaces is None:
+        if fresh and plan.raw is not None and generation is not None and run.load_since is None:
+            # Raw rows alone: a load of this table version an earlier run began goes on.
+            run.load_since = fullrefresh.raw_load_start(
+                connector, plan.raw, plan.stream, generation
+            )
         return
     side = (final.schema, final.table)
     if fresh:

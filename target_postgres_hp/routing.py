@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -18,12 +19,17 @@ from target_postgres_hp.batch import Manifest
 from target_postgres_hp.batchfiles import BatchFiles
 from target_postgres_hp.casting import SHORT_LINE
 from target_postgres_hp.decode import Decoded
-from target_postgres_hp.errors import BadInput
+from target_postgres_hp.errors import BadInput, RecordNotStored
 from target_postgres_hp.messages import before_schema, stream_message_problem
 from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.runs import RunRegistry
 from target_postgres_hp.sinks import PostgresSink
 from target_postgres_hp.state import StateKeeper
+
+#: At most this much STATE text is kept for a refused record (`MessageRouter.keep_before`); past
+#: it the oldest go first, and a refused record then falls back to the last STATE emitted
+#: (safe: the records after it are sent again).
+STATES_KEPT_CHARS = 64 << 20
 
 
 class MessageRouter(SQLTarget):
@@ -40,6 +46,11 @@ class MessageRouter(SQLTarget):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reader.deadlines = self
+    #: The STATEs a refused record may have to fall back to (`keep_before`): (input line,
+    #: records before it, text) of the last one every record before which is committed, and
+    #: of every later one.
+    _states_since: list[tuple[int, int, str]] | None = None
+    _states_chars = 0
 
     @property
     def runs(self) -> RunRegistry:
@@ -102,6 +113,7 @@ class MessageRouter(SQLTarget):
         line to the slow way, which says what is wrong with it. A new sink comes only with a
         SCHEMA message, which routes the stream again."""
         add = sink.add
+        reader = self.reader
 
         def fast_record(message: Any, line: str | bytes) -> bool:
             record = message.record
@@ -111,7 +123,7 @@ class MessageRouter(SQLTarget):
             if decoded is None:
                 return False
             seq = self._record_seq = self._record_seq + 1
-            if add(decoded, message.time_extracted, message.version, seq):
+            if add(decoded, message.time_extracted, message.version, seq, reader.line_number):
                 self.drain_one(sink)
                 self._emit_safe_state()
             if not seq & 1023:
@@ -181,6 +193,7 @@ class MessageRouter(SQLTarget):
         if stream_name not in self.mapper.stream_maps:
             raise self._record_before_schema(stream_name)
         maybe_dirty = self.reader.maybe_dirty
+        line_number = self.reader.line_number
         self._record_seq += 1
         for stream_map in self.mapper.stream_maps[stream_name]:
             mapped: dict[str, Any] | None = record
@@ -197,6 +210,7 @@ class MessageRouter(SQLTarget):
                 message_dict.get("time_extracted"),
                 message_dict.get("version"),
                 self._record_seq,
+                line_number,
             ):
                 self.drain_one(sink)
                 self._emit_safe_state()
@@ -219,6 +233,48 @@ class MessageRouter(SQLTarget):
         self._latest_state = text  # type: ignore[assignment]
         self.states.received(text, self._record_seq)
         self._emit_safe_state()
+        self._keep_state(text)
+
+    def _keep_state(self, text: str) -> None:
+        """Remember a STATE for `keep_before`, forgetting those a later one covers."""
+        if self._states_since is None:
+            self._states_since = []
+        kept = self._states_since
+        kept.append((self.reader.line_number, self._record_seq, text))
+        self._states_chars += len(text)
+        oldest = min(
+            (sink.first_pending_seq for sink in self._pending_sinks()),
+            default=self._record_seq + 1,
+        )
+        covered = bisect_left(kept, oldest, key=lambda state: state[1])
+        # Of the STATEs every record before which is committed, only the last can be wanted.
+        forget = max(covered - 1, 0)
+        dropped = sum(len(state[2]) for state in kept[:forget])
+        while self._states_chars - dropped > STATES_KEPT_CHARS and forget < len(kept) - 1:
+            dropped += len(kept[forget][2])
+            forget += 1
+        self._states_chars -= dropped
+        del kept[:forget]
+
+    def keep_before(self, refusal: RecordNotStored) -> RecordNotStored:
+        """The database refused a record (SPEC §9): commit every record of the lines before
+        the first record it refuses, in every stream (a refused batch never takes records of
+        earlier lines with it), give up the others, and emit the last STATE before that
+        line. Returns the refusal of that first record."""
+        sinks = sorted(self._pending_sinks(), key=lambda sink: sink.first_pending_seq)
+        for sink in sinks:
+            sink.set_aside()
+        for sink in sinks:
+            if sink.stream_name != refusal.stream:
+                earlier = sink.first_refused_before(refusal.line_number)
+                if earlier is not None:
+                    refusal = earlier
+        for sink in sinks:
+            sink.commit_before(refusal.line_number)
+        before = [text for line, _, text in self._states_since or [] if line < refusal.line_number]
+        if before:
+            self.states.write(before[-1])
+        return refusal
 
     def _emit_safe_state(self) -> None:
         """Emit the latest state if no record received before it is still uncommitted."""

@@ -6,17 +6,19 @@ committed when full, before a STATE can follow it (SPEC §9)."""
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 from singer_sdk.sql import SQLSink
 
 from target_postgres_hp import retry
 from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.decode import Decoded
-from target_postgres_hp.errors import InternalError
+from target_postgres_hp.errors import InternalError, RecordNotStored
 from target_postgres_hp.layouts import layout_for
-from target_postgres_hp.loading import BatchWriter, KeptData, PgConnection
+from target_postgres_hp.loading import BatchWriter, KeptData, PgConnection, refuses_data
 from target_postgres_hp.loads import LOAD_METHODS
 from target_postgres_hp.plan import Planning, StreamPlan, StreamSchema
 from target_postgres_hp.rawdata import RawRowBuilder
@@ -71,6 +73,9 @@ class PostgresSink(SQLSink[PostgresConnector]):
         #: (`time.monotonic()`).
         self.first_pending_seq = 0
         self.pending_since = 0.0
+        #: A batch the database refused, or one rolled back because another was
+        #: (`set_aside`): what `commit_before` takes records from.
+        self._set_aside: BatchWriter | None = None
 
     def _remove_sdc_metadata_from_schema(self) -> None:
         """Keep every property the tap declared, `_sdc_*` ones included: `_sdc_deleted_at`
@@ -102,9 +107,11 @@ class PostgresSink(SQLSink[PostgresConnector]):
         )
         self._writes_raw = self.plan.raw is not None
 
-    def add(self, decoded: Decoded, time_extracted: object, version: object, seq: int) -> bool:
-        """Stage one record the stream's decoder read (`seq`: its place in the input); True
-        when the batch is full. This is the hot path of a load."""
+    def add(
+        self, decoded: Decoded, time_extracted: object, version: object, seq: int, line: int
+    ) -> bool:
+        """Stage one record the stream's decoder read (`seq`: its place in the input, `line`:
+        its input line); True when the batch is full. This is the hot path of a load."""
         data_json, changes, typed, deletes = decoded
         run = self.run
         if type(version) is int:
@@ -118,6 +125,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
         writer = self._writer or self._start_batch(seq, generation_id if run.versioned else None)
         self._batch_records_read += 1
         self._total_records_read += 1
+        writer.lines.append(line)
         run.received += 1
         rows = self._rows
         raw_id = rows.next_id()
@@ -207,7 +215,7 @@ class PostgresSink(SQLSink[PostgresConnector]):
             self._commit(writer)
         finally:
             self._release_connections()
-            if self._kept is not None:
+            if self._kept is not None and self._set_aside is None:
                 self.connector.streaming.give_back(self._kept)
                 self._kept = None
         self.run.committed += self.current_size
@@ -238,14 +246,103 @@ class PostgresSink(SQLSink[PostgresConnector]):
             self._release_connections()
             failed_before = True
 
-        retry.retrying(
-            attempt,
-            stream=self.stream_name,
-            doing="writing",
-            step_name=f"writing a batch of {writer.records} records",
-            logger=self.logger,
-            after_failure=failed,
-        )
+        try:
+            retry.retrying(
+                attempt,
+                stream=self.stream_name,
+                doing="writing",
+                step_name=f"writing a batch of {writer.records} records",
+                logger=self.logger,
+                after_failure=failed,
+            )
+        except psycopg.Error as error:
+            # A batch whose final part is committed (a retry after the final commit) has no
+            # records to take back: it fails as it is.
+            if not refuses_data(error) or (current.final is None and self.plan.final is not None):
+                raise
+            refusal = self.first_refused(current, current.records)
+            if refusal is None:
+                raise
+            self._set_aside = current
+            raise refusal from None
+
+    def _pair(self) -> tuple[PgConnection, PgConnection]:
+        pair = self.connector.streaming.acquire()
+        if pair is None:  # pragma: no cover - batches were set aside, their pairs handed back
+            msg = "no free connection to look for a refused record"
+            raise InternalError(msg)
+        self._connections = pair
+        return pair
+
+    def set_aside(self) -> None:
+        """Roll back the pending batch and keep its data, because the database refused a
+        record (of this stream or another): `commit_before` commits what came before it."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
+            self._set_aside = writer
+        self._release_connections()
+
+    def first_refused(self, writer: BatchWriter, count: int) -> RecordNotStored | None:
+        """The first of the batch's first `count` records that the database refuses, found
+        on new connections by halves (each trial rolled back), or None when it takes them
+        all (SPEC §9). Only a refused batch is searched: the fast path is untouched."""
+        error = self._trial(writer, count)
+        if error is None:
+            return None
+        good, bad = 0, count
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            found = self._trial(writer, middle)
+            if found is None:
+                good = middle
+            else:
+                bad, error = middle, found
+        diag = error.diag
+        reason = f"{diag.message_primary or type(error).__name__}, SQLSTATE {error.sqlstate}"
+        return RecordNotStored(self.stream_name, writer.lines[bad - 1], reason)
+
+    def _trial(self, writer: BatchWriter, count: int) -> psycopg.Error | None:
+        """Write the batch's first `count` records and roll back: the database's refusal, or
+        None."""
+
+        def attempt() -> psycopg.Error | None:
+            trial = None
+            try:
+                trial = writer.first(count, *self._pair())
+                trial.write_out()
+            except psycopg.Error as error:
+                if refuses_data(error):
+                    return error
+                raise
+            finally:
+                if trial is not None:
+                    trial.abort()
+                self._release_connections()
+            return None
+
+        return self.retrying("looking for the record the database refuses in", attempt)
+
+    def first_refused_before(self, line: int) -> RecordNotStored | None:
+        """The first record of the set-aside batch, of a line before `line`, that the
+        database refuses."""
+        writer = self._set_aside
+        if writer is None or (writer.final is None and self.plan.final is not None):
+            return None
+        count = bisect_left(writer.lines, line)
+        return self.first_refused(writer, count) if count else None
+
+    def commit_before(self, line: int) -> None:
+        """Commit the records of the set-aside batch that came before input line `line`; the
+        others are given up."""
+        writer, self._set_aside = self._set_aside, None
+        if writer is None:
+            return
+        count = bisect_left(writer.lines, line)
+        if count and not (writer.final is None and self.plan.final is not None):
+            self._commit(writer.first(count, *self._pair()))
+            self._release_connections()
+            self.run.committed += count
 
     def progress(self, now: float) -> str:
         """One line on how far the stream has got."""

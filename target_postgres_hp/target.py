@@ -8,6 +8,7 @@ import sys
 from typing import Any, ClassVar
 
 import click
+import psycopg
 from singer_sdk.helpers.capabilities import (
     ACTIVATE_VERSION_CONFIG,
     FLATTENING_CONFIG,
@@ -28,6 +29,7 @@ from target_postgres_hp.connector import PostgresConnector
 from target_postgres_hp.errors import (
     ConfigError,
 )
+from target_postgres_hp.loading import refuses_data
 from target_postgres_hp.messages import schema_problem, stream_message_problem
 from target_postgres_hp.routing import MessageRouter
 from target_postgres_hp.sinks import PostgresSink
@@ -122,7 +124,18 @@ class TargetPostgresHP(MessageRouter):
             for sink in self._pending_sinks():
                 if sink.stream_name in {m.stream_alias for m in known or []}:
                     self.drain_one(sink)
-        super()._process_schema_message(message_dict)
+        try:
+            super()._process_schema_message(message_dict)
+        except psycopg.Error as error:
+            if not refuses_data(error):
+                raise
+            # Too many columns, say: bad input at this line, which keeps what came before it.
+            reason = f"{error.diag.message_primary or type(error).__name__}, SQLSTATE"
+            raise self._bad_input(
+                f"the database refused the tables of stream {stream_name} ({reason}"
+                f" {error.sqlstate}): change the stream's schema so that the database can hold"
+                " it, and run again from the last STATE this run emitted"
+            ) from None
         self._route_records(stream_name)
         gc.freeze()  # what setting up the stream made lives as long as the stream
         self._emit_safe_state()

@@ -36,10 +36,15 @@ included); with lines still being read, a random few milliseconds after sending 
 moment a given STATE comes out; during the end of input (stdin closed, killed after a random
 delay: the last drains, the swaps, the final STATE); and twice in a row (the re-run killed too).
 
-`HP_KILL_POINTS` sets how many kill points run (default 30: about a minute on two cores, about
-2 s per point); `HP_KILL_SEED` picks them (default 9). The first eight points are the windows
-named above; more points add every kind in turn, spread over the whole input. A longer local
-sweep: `HP_KILL_POINTS=200` (about 7 minutes). A failing kill point is named in the test id
+Every kill point runs in both table layouts with raw tables (`LAYOUTS`): `raw_and_final`, and
+`raw_only`, where the raw tables are all there is: there the same holds of them (no committed
+raw row lost; `snap` exactly as in the reference; `snapv` and `items`, whose loads a re-run
+continues, as in the reference plus the records re-sent; no row typed, no final table made).
+
+`HP_KILL_POINTS` sets how many kill points run per layout (default 30: about three minutes per
+layout on two cores); `HP_KILL_SEED` picks them (default 9). The first eight points are the
+windows named above; more points add every kind in turn, spread over the whole input. A longer
+local sweep: `HP_KILL_POINTS=200` (about 15 minutes). A failing kill point is named in the test id
 and in each assertion message.
 """
 
@@ -92,6 +97,8 @@ OLD_VERSION, VERSION, NEW_VERSIONS = 1, 2, 10
 KEPT_KEY, DELETED_KEY, HIGH_CURSOR = 5, 6, 1000
 
 STREAMS = ("users", "events", "snap", "snapv", "items")
+#: The table layouts swept: raw and final tables, and the raw tables alone (§4.5, `raw_only`).
+LAYOUTS = ("raw_and_final", "raw_only")
 OVERWRITE = ("snap", "snapv", "items")
 VERSIONED = ("snapv", "items")
 #: Records come in rounds of PERIOD, BATCH of each stream in a shuffled order, so that the
@@ -270,10 +277,11 @@ def preload(namespace: str) -> list[Message]:
     return out
 
 
-def config(db: PgDatabase, namespaces: list[str]) -> dict[str, Any]:
+def config(db: PgDatabase, namespaces: list[str], layout: str) -> dict[str, Any]:
     methods = {f"{ns}-{stream}": "overwrite" for ns in namespaces for stream in OVERWRITE}
     return db.config(
         schema=DEFAULT_SCHEMA,
+        table_layout=layout,
         batch_size_rows=BATCH,
         lock_wait_seconds=30,
         stream_load_methods=methods,
@@ -310,13 +318,16 @@ def admin_of(db: PgDatabase) -> psycopg.Connection[Any]:
     return _ADMIN[db.dbname]
 
 
-def read_tables(db: PgDatabase, namespace: str) -> Tables:
+def read_tables(db: PgDatabase, namespace: str, layout: str) -> Tables:
     admin = admin_of(db)
     found = Tables()
     for stream in STREAMS:
         raw = raw_rows(admin, f"{namespace}_raw__stream_{stream}", RAW_SCHEMA)
         found.raw[stream] = {row[0]: dict(zip(RAW_COLUMNS, row, strict=True)) for row in raw}
         assert len(found.raw[stream]) == len(raw)
+        if layout == "raw_only":
+            found.final[stream] = []
+            continue
         with admin.cursor(row_factory=dict_row) as cursor:
             cursor.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(namespace, stream)))
             found.final[stream] = cursor.fetchall()
@@ -330,9 +341,11 @@ def read_tables(db: PgDatabase, namespace: str) -> Tables:
     return found
 
 
-def raw_content(row: dict[str, Any]) -> str:
-    """A raw row without its id, load time and sync id: what its record put there."""
-    return canonical([row["data"], row["extracted_at"], row["meta"]["changes"], row["generation"]])
+def raw_content(row: dict[str, Any], generation: int | None = None) -> str:
+    """A raw row without its id, load time and sync id: what its record put there (with
+    `generation` for its table version)."""
+    version = row["generation"] if generation is None else generation
+    return canonical([row["data"], row["extracted_at"], row["meta"]["changes"], version])
 
 
 def final_content(row: dict[str, Any], generation: int | None = None) -> str:
@@ -354,6 +367,7 @@ def shape(row: dict[str, Any]) -> str:
 
 @dataclass
 class Reference:
+    layout: str
     db: PgDatabase
     tables: Tables
     #: Every overwrite table's contents after the preload (by `shape`).
@@ -362,12 +376,13 @@ class Reference:
     states: list[int]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=LAYOUTS)
 def reference(
-    pg16: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, pg16: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Reference]:
-    """One database for the sweep: every namespace preloaded, and one uninterrupted run of the
-    whole input into namespace `ref`."""
+    """One database for the sweep of a layout: every namespace preloaded, and one
+    uninterrupted run of the whole input into namespace `ref`."""
+    layout: str = request.param
     db = PgDatabase.create(pg16)
     try:
         namespaces = ["ref", *(namespace_of(i) for i in range(len(POINTS)))]
@@ -375,18 +390,19 @@ def reference(
         for start in range(0, len(namespaces), 40):
             chunk = namespaces[start : start + 40]
             stdin = messages(*(m for ns in chunk for m in preload(ns)))
-            run = run_target(config(db, chunk), stdin, workdir / f"preload{start}")
+            run = run_target(config(db, chunk, layout), stdin, workdir / f"preload{start}")
             assert run.returncode == 0, run.stderr
-        preloaded = read_tables(db, "ref")
+        preloaded = read_tables(db, "ref", layout)
         stdin = messages(*(line.message("ref") for line in LINES))
-        run = run_target(config(db, ["ref"]), stdin, workdir / "reference")
+        run = run_target(config(db, ["ref"], layout), stdin, workdir / "reference")
         assert run.returncode == 0, run.stderr
         states = [json.loads(text)["pos"] for text in run.stdout.splitlines()]
         assert states[-1] == FINAL_STATE
         yield Reference(
+            layout=layout,
             states=states,
             db=db,
-            tables=read_tables(db, "ref"),
+            tables=read_tables(db, "ref", layout),
             preloaded={s: {shape(row) for row in preloaded.final[s]} for s in OVERWRITE},
         )
     finally:
@@ -396,8 +412,25 @@ def reference(
 def test_the_reference_is_what_the_spec_says(reference: Reference) -> None:
     """The uninterrupted run: per key the greatest cursor wins, preload rows included, deletes
     remove keys for good (§6.3); every event once (§6.2); each overwrite table holds its new
-    load only, of version VERSION (§6.1)."""
+    load only, of version VERSION (§6.1). With raw tables alone, the raw tables hold the same
+    records, none typed: every record of the incremental streams, the new load of the others."""
     tables = reference.tables
+    if reference.layout == "raw_only":
+        sent = {s: [seq for seq in range(1, RECORDS + 1) if stream_of(seq) == s] for s in STREAMS}
+        for stream in STREAMS:
+            old = [
+                m["record"]["seq"]
+                for m in preload("ref")
+                if m["type"] == "RECORD" and m["stream"] == f"ref-{stream}"
+            ]
+            rows = tables.raw[stream].values()
+            want = sent[stream] + (old if stream in ("users", "events") else [])
+            assert sorted(row["data"]["seq"] for row in rows) == sorted(want), stream
+            assert all(row["loaded_at"] is None for row in rows), stream
+            if stream in VERSIONED:
+                assert {row["generation"] for row in rows} == {VERSION}, stream
+        assert tables.tables == []
+        return
     winners: dict[int, tuple[int, dict[str, Any]]] = {}
     old = [
         m["record"] for m in preload("ref") if m["type"] == "RECORD" and m["stream"] == "ref-users"
@@ -567,7 +600,9 @@ class Ledger:
     version: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERSIONED, VERSION))
     committed: Tables | None = None
     #: Raw / final contents of committed records that are sent again.
-    extra_raw: dict[str, list[str]] = field(default_factory=lambda: {"users": [], "events": []})
+    extra_raw: dict[str, list[str]] = field(
+        default_factory=lambda: {stream: [] for stream in STREAMS if stream != "snap"}
+    )
     extra_final: dict[str, list[str]] = field(default_factory=lambda: {"events": [], "snapv": []})
     #: What each killed run did, for failure messages.
     history: list[str] = field(default_factory=list)
@@ -590,6 +625,7 @@ def plan(ledger: Ledger) -> list[Line]:
             ledger.version[stream] = version
             if stream == "snapv":
                 ledger.extra_final["snapv"].clear()
+            ledger.extra_raw[stream].clear()
             seqs = [line.seq for line in LINES if line.kind == "RECORD" and line.stream == stream]
             out += [record_line(seq, version) for seq in seqs]
             out.append(Line("ACTIVATE_VERSION", stream, version=version))
@@ -645,8 +681,9 @@ def crash(
 ) -> None:
     """One run from the ledger's state, killed at `kill`; book what it committed."""
     lines = plan(ledger)
-    before = ledger.committed or read_tables(db, namespace)
-    with live_run(config(db, [namespace]), workdir) as live:
+    layout = reference.layout
+    before = ledger.committed or read_tables(db, namespace, layout)
+    with live_run(config(db, [namespace], layout), workdir) as live:
         drive(live, namespace, lines, kill, ledger.runs > 0, reference.states)
         live.process.send_signal(signal.SIGKILL)
         live.process.wait(timeout=60)
@@ -662,7 +699,7 @@ def crash(
     sent = [line.state for line in lines if line.kind == "STATE"]
     assert states == [pos for pos in sent if pos in states], f"{label}: states {states}"
     wait_for_no_loader(admin_of(db), db.role.name)
-    after = read_tables(db, namespace)
+    after = read_tables(db, namespace, layout)
     resume = states[-1] if states else ledger.resume
     assert resume >= ledger.resume, f"{label}: {states}"
 
@@ -707,6 +744,14 @@ def crash(
             and POSITION[row["data"]["seq"]] > resume
         ):
             ledger.extra_final["snapv"].append(final_content(typed_snapv(row)))
+    for stream in VERSIONED:
+        for raw_id, row in after.raw[stream].items():
+            if (
+                raw_id not in before.raw[stream]
+                and row["generation"] == ledger.version[stream]
+                and POSITION[row["data"]["seq"]] > resume
+            ):
+                ledger.extra_raw[stream].append(raw_content(row))
     ledger.resume = resume
     ledger.committed = after
 
@@ -735,10 +780,11 @@ def rerun_and_compare(
     lines = plan(ledger)
     label = f"{label}; {'; '.join(ledger.history)}; re-run from state {ledger.resume}"
     stdin = messages(*(line.message(namespace) for line in lines))
-    run = run_target(config(db, [namespace]), stdin, workdir)
+    layout = reference.layout
+    run = run_target(config(db, [namespace], layout), stdin, workdir)
     assert run.returncode == 0, f"{label}: {run.stderr}"
     assert run.stdout.splitlines()[-1] == json.dumps({"pos": FINAL_STATE}), label
-    got = read_tables(db, namespace)
+    got = read_tables(db, namespace, layout)
     ref = reference.tables
     assert ledger.committed is not None
     for stream in ("users", "events"):
@@ -748,6 +794,26 @@ def rerun_and_compare(
         assert sorted(raw_content(row) for row in got.raw[stream].values()) == sorted(want), (
             f"{label}: raw table of {stream}"
         )
+    if layout == "raw_only":
+        # The raw tables are all there is: a full refresh's hold its last load.
+        for stream in OVERWRITE:
+            version = ledger.version.get(stream)
+            want = [raw_content(row, version) for row in ref.raw[stream].values()]
+            want += ledger.extra_raw.get(stream, [])
+            have = [raw_content(row) for row in got.raw[stream].values()]
+            missing, surplus = Counter(want) - Counter(have), Counter(have) - Counter(want)
+            differences = {
+                "missing": sorted(json.loads(text)[0]["seq"] for text in missing.elements()),
+                "surplus": sorted(json.loads(text)[0]["seq"] for text in surplus.elements()),
+            }
+            assert differences == {"missing": [], "surplus": []}, (
+                f"{label}: raw table {stream}, records {differences}"
+            )
+        for stream in STREAMS:
+            rows = got.raw[stream].values()
+            assert all(row["loaded_at"] is None for row in rows), f"{label}: {stream} typed"
+        assert got.tables == [], f"{label}: tables made: {got.tables}"
+        return
     for stream in STREAMS:
         version = ledger.version.get(stream)
         want = [final_content(row, version) for row in ref.final[stream]]
