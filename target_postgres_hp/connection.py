@@ -240,6 +240,11 @@ class PgSession(psycopg.Connection[tuple[Any, ...]]):
 #: after `lock_wait_seconds`), and a statement cut short by such a limit fails a run that
 #: would succeed without it.
 _OWN_LIMITS = ("statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout")
+#: A limit on sessions idle outside a transaction (PostgreSQL 14+): the run's connections wait
+#: in its pool between batches, and the stream locks' session holds its locks idle. Straight
+#: to the server the target's sessions run without it; through a pooler the pooler's server
+#: connections are what it ends, and the pooler opens new ones.
+_SESSION_LIMIT = "idle_session_timeout"
 
 
 @dataclass(frozen=True)
@@ -346,6 +351,8 @@ class Database:
             if self.session is None:
                 self.session = self._server_session(conn)
                 self._transaction_setup = self._setup_for(self.session)
+            if not self.session.pooled and self.session.limits[_SESSION_LIMIT] != "0":
+                conn.execute(sql.set_session(_SESSION_LIMIT, "0"))
             conn.commit()
         except psycopg.Error as error:
             conn.close()
@@ -360,8 +367,8 @@ class Database:
         row = conn.execute(sql.SERVER_SESSION).fetchone()
         assert row is not None  # one row, always
         pid, in_recovery, read_only = row
-        limits = dict.fromkeys(_OWN_LIMITS, "0")
-        for name, value, source in conn.execute(sql.SETTING_SOURCES, (list(_OWN_LIMITS),)):
+        limits = dict.fromkeys((*_OWN_LIMITS, _SESSION_LIMIT), "0")
+        for name, value, source in conn.execute(sql.SETTING_SOURCES, (list(limits),)):
             # A limit the connection's own options set (jdbc_url_params) is the user's choice.
             if source != "client":
                 limits[str(name)] = str(value)
@@ -381,6 +388,8 @@ class Database:
             path = pgsql.SQL(", ").join(pgsql.Identifier(name) for name in self.search_path)
             settings.append(("search_path", path.as_string(None)))
         changed = []
+        if not session.pooled and session.limits[_SESSION_LIMIT] != "0":
+            changed.append(f"{_SESSION_LIMIT} {session.limits[_SESSION_LIMIT]}")
         for name in _OWN_LIMITS:
             value = session.limits[name]
             if value != "0":

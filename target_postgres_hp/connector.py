@@ -77,7 +77,14 @@ class PostgresConnector(SQLConnector):
         #: Reports and bounds waits for other sessions' locks on every connection of the run.
         self.lock_watch = LockWatch(self.database.connect, settings.lock_wait_seconds)
         #: The stream locks of the run (SPEC §9).
-        self.stream_locks = StreamLocks(self._open_connection, settings.lock_wait_seconds)
+        self.stream_locks = StreamLocks(
+            self._open_connection, settings.lock_wait_seconds, self._pooled
+        )
+
+    def _pooled(self) -> bool:
+        """Whether the run reaches the server through a connection pooler."""
+        session = self.database.session
+        return session is not None and session.pooled
 
     def _open_connection(self) -> PgConnection:
         """A new connection of the run, watched for lock waits."""
@@ -296,7 +303,7 @@ class PostgresConnector(SQLConnector):
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
         with self.raw_connection() as conn:
-            if self.database.session is not None and self.database.session.pooled:
+            if self._pooled():
                 self.streaming.limit = POOLED_STREAMING_BATCHES
             self.database.check_writable()
             self._checked_schemas.update(self.database.check_privileges(conn))

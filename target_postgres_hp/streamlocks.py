@@ -16,15 +16,24 @@ logger = logging.getLogger("target-postgres-hp.connector")
 
 
 class StreamLocks:
-    """Transaction-level advisory locks, held by one transaction of their own that lasts the
-    run (SPEC §9, §12): released when the run ends, however it ends, and held through a pooler
-    in transaction mode, which keeps a client's server connection for as long as its
-    transaction lasts. The transaction takes no snapshot between statements and writes
-    nothing, so it holds back no vacuum; it only pins one server connection."""
+    """Advisory locks on a connection of their own, released when the run ends, however it
+    ends (SPEC §9). Straight to the server they are session-level, and no transaction stays
+    open. Through a pooler (`pooled`, known once the first connection is made) they are
+    transaction-level, held by one transaction that lasts the run: a pooler in transaction
+    mode keeps a client's server connection for as long as its transaction lasts, but hands
+    it to other clients between two transactions, session locks and all (SPEC §12). That
+    transaction takes no snapshot between statements and writes nothing, so it holds back no
+    vacuum; it pins one server connection."""
 
-    def __init__(self, open_connection: Callable[[], PgConnection], wait_seconds: int) -> None:
+    def __init__(
+        self,
+        open_connection: Callable[[], PgConnection],
+        wait_seconds: int,
+        pooled: Callable[[], bool],
+    ) -> None:
         self._open = open_connection
         self._wait_seconds = wait_seconds
+        self._pooled = pooled
         #: The session holding the locks, and the names locked.
         self._session: PgConnection | None = None
         self._locked: set[str] = set()
@@ -41,8 +50,10 @@ class StreamLocks:
             return
         key = (sql.LOCK_CLASS, name)
         tables = shown or name
-        got = session.execute(sql.TRY_LOCK, key).fetchone()
-        if not (got and got[0]):
+        in_transaction = not session.autocommit
+        got = session.execute(sql.TRY_XACT_LOCK if in_transaction else sql.TRY_LOCK, key)
+        found = got.fetchone()
+        if not (found and found[0]):
             wait = self._wait_seconds
             refusal = (
                 f"Another run is loading stream {stream} (tables {tables}) into this database;"
@@ -57,16 +68,31 @@ class StreamLocks:
                 tables,
                 wait,
             )
+            self._wait(session, key, wait * 1000, refusal)
+            logger.info("Stream %s: the other run has finished; loading", stream)
+        self._locked.add(name)
+
+    @staticmethod
+    def _wait(session: PgConnection, key: tuple[int, str], timeout_ms: int, refusal: str) -> None:
+        """Wait for a lock another run holds, at most `timeout_ms`. In a transaction the wait
+        sits in a savepoint: one that times out undoes only itself, not the locks held."""
+        if not session.autocommit:
             session.execute(sql.LOCK_WAIT_SAVEPOINT)
-            session.execute(sql.set_lock_timeout(wait * 1000))
+            session.execute(sql.set_lock_timeout(timeout_ms, local=True))
             try:
-                session.execute(sql.LOCK, key)
+                session.execute(sql.XACT_LOCK, key)
             except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
                 session.execute(sql.UNDO_LOCK_WAIT)
                 raise StreamLocked(refusal) from None
             session.execute(sql.RELEASE_LOCK_WAIT)
-            logger.info("Stream %s: the other run has finished; loading", stream)
-        self._locked.add(name)
+            return
+        session.execute(sql.set_lock_timeout(timeout_ms))
+        try:
+            session.execute(sql.LOCK, key)
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+            raise StreamLocked(refusal) from None
+        finally:
+            session.execute(sql.set_lock_timeout(0))
 
     def _reopen(self) -> PgConnection:
         """A new session for the stream locks. When the old one was lost, its locks went with
@@ -74,8 +100,10 @@ class StreamLocks:
         if self._session is not None:
             self._session.close()
         session = self._session = self._open()
+        session.autocommit = not self._pooled()
+        try_lock = sql.TRY_LOCK if session.autocommit else sql.TRY_XACT_LOCK
         for name in sorted(self._locked):
-            got = session.execute(sql.TRY_LOCK, (sql.LOCK_CLASS, name)).fetchone()
+            got = session.execute(try_lock, (sql.LOCK_CLASS, name)).fetchone()
             if not (got and got[0]):
                 msg = (
                     f"Lost the connection that held this run's lock on tables {name}, and"
@@ -90,7 +118,7 @@ class StreamLocks:
         return session
 
     def close(self) -> None:
-        """Release every lock (by closing their session: its transaction ends)."""
+        """Release every lock (by closing their session)."""
         if self._session is not None:
             self._session.close()
             self._session = None

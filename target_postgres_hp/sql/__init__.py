@@ -40,7 +40,9 @@ from .locks import LOCK_WAIT_SAVEPOINT as LOCK_WAIT_SAVEPOINT
 from .locks import LOCK_WAITS as LOCK_WAITS
 from .locks import RELEASE_LOCK_WAIT as RELEASE_LOCK_WAIT
 from .locks import TRY_LOCK as TRY_LOCK
+from .locks import TRY_XACT_LOCK as TRY_XACT_LOCK
 from .locks import UNDO_LOCK_WAIT as UNDO_LOCK_WAIT
+from .locks import XACT_LOCK as XACT_LOCK
 from .locks import set_lock_timeout as set_lock_timeout
 from .raw import RAW_COPY_COLUMNS as RAW_COPY_COLUMNS
 from .raw import create_raw_table as create_raw_table

@@ -1,9 +1,10 @@
 """Locks: the advisory locks that keep two runs off one stream, the lock timeout, and the
 lock waits of the run's sessions (who blocks them, and cancelling a wait).
 
-The stream locks are transaction-level: held by one transaction that lasts the run, they hold
-through a pooler in transaction mode too, where a session-level lock would stay with a server
-connection the pooler hands to other clients (SPEC §12)."""
+Straight to the server the stream locks are session-level (no transaction stays open). Through
+a pooler they are transaction-level, held by one transaction that lasts the run: a
+session-level lock would stay with a server connection the pooler hands to other clients
+(SPEC §12)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from psycopg import sql
 #: The first half of the target's advisory lock keys; the second is `hashtext` of the locked
 #: name. Two-integer keys and hashtext work on every PostgreSQL from 9.5.
 LOCK_CLASS = 0x68700001
-TRY_LOCK = sql.SQL("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))")
-LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s, hashtext(%s))")
+TRY_LOCK = sql.SQL("SELECT pg_try_advisory_lock(%s, hashtext(%s))")
+LOCK = sql.SQL("SELECT pg_advisory_lock(%s, hashtext(%s))")
+TRY_XACT_LOCK = sql.SQL("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))")
+XACT_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s, hashtext(%s))")
 #: Around a wait for a stream lock: a wait that times out undoes only itself, not the locks the
 #: transaction already holds.
 LOCK_WAIT_SAVEPOINT = sql.SQL("SAVEPOINT target_postgres_hp_lock_wait")
@@ -41,6 +44,7 @@ LOCK_WAITS = sql.SQL(
 CANCEL_BACKEND = sql.SQL("SELECT pg_cancel_backend(%s)")
 
 
-def set_lock_timeout(milliseconds: int) -> sql.Composed:
-    """How long the transaction waits for a lock."""
-    return sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(milliseconds))
+def set_lock_timeout(milliseconds: int, *, local: bool = False) -> sql.Composed:
+    """How long the session (with `local`, the transaction) waits for a lock."""
+    statement = "SET LOCAL lock_timeout = {}" if local else "SET lock_timeout = {}"
+    return sql.SQL(statement).format(sql.Literal(milliseconds))
