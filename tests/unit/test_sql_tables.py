@@ -109,7 +109,7 @@ def test_comments_and_settings_are_literals() -> None:
     assert text(sql.session_setup(["Sales", "public"])) == (
         'SET TIME ZONE \'UTC\'; SET DateStyle TO ISO, MDY; SET search_path TO "Sales", "public"'
     )
-    assert text(sql.set_lock_timeout(1500)) == "SET LOCAL lock_timeout = 1500"
+    assert text(sql.set_lock_timeout(1500)) == "SET lock_timeout = 1500"
 
 
 def test_view_statements() -> None:
