@@ -21,6 +21,7 @@ from target_postgres_hp.errors import (
     PermissionMissing,
     ReadOnlyServer,
     TargetError,
+    first_line,
 )
 from target_postgres_hp.keyfiles import KeyFiles
 from target_postgres_hp.naming import SOURCE_NAMESPACE, final_identifier, raw_identifier
@@ -358,7 +359,16 @@ class Database:
             conn.close()
             if _STATEMENT_POOLING in str(error):
                 raise ConnectError(self._statement_pooling()) from None
-            raise
+            detail = error.diag.message_primary or first_line(error)
+            raise ConnectError(
+                f"Could not set up a session on {self.address}: {detail}"
+                + (
+                    " (a statement_timeout given in jdbc_url_params options applies to every"
+                    " statement: raise it or remove it)"
+                    if error.sqlstate == "57014"
+                    else ""
+                )
+            ) from None
         conn.transaction_setup = self._transaction_setup
         conn.pooled = self.session.pooled
         return conn

@@ -21,11 +21,22 @@ RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
 
 
 def transient(error: BaseException) -> bool:
-    """Whether a new connection may succeed where `error` failed: the connection was lost, or
-    a new one could not be opened (as opposed to the server refusing the statement)."""
+    """Whether a new connection may succeed where `error` failed: the connection was lost, a
+    new one could not be opened, or the server's own statement_timeout cut a statement short
+    (SPEC §12; as opposed to the server refusing the statement)."""
     if isinstance(error, ConnectError):
         return True
-    return isinstance(error, psycopg.OperationalError) and connection_lost(error)
+    return isinstance(error, psycopg.OperationalError) and (
+        connection_lost(error) or statement_timed_out(error)
+    )
+
+
+def statement_timed_out(error: psycopg.Error) -> bool:
+    """Whether the server cancelled the statement on a statement_timeout (not on a lock
+    wait the run gave up, nor on an administrator's cancel)."""
+    return error.sqlstate == "57014" and "statement timeout" in (
+        error.diag.message_primary or ""
+    )
 
 
 def retrying(
@@ -52,6 +63,15 @@ def retrying(
             if not transient(error):
                 raise
             if attempt == len(RETRY_DELAYS):
+                if isinstance(error, psycopg.Error) and statement_timed_out(error):
+                    msg = (
+                        f"The server cancelled a statement of stream {stream} on its"
+                        f" statement_timeout {attempt + 1} times while {doing} it: raise the"
+                        " statement_timeout set for the loading role or database (ALTER ROLE"
+                        " ... SET statement_timeout). Every record before the last STATE this"
+                        " run emitted is committed"
+                    )
+                    raise ConnectionLost(msg) from None
                 msg = (
                     f"Lost the connection to the database while {doing} stream {stream}, and"
                     f" {attempt} more attempts failed too (last error: {first_line(error)})."
