@@ -66,13 +66,15 @@ class LoadMethod:
         recover: Callable[[], None],
     ) -> None:
         """Ready the final table's helpers once it has its columns and key index: the table
-        of removed keys (hard deletes), then `recover` (rows an earlier run left untyped),
-        then whether the first batch must merge with rows already there."""
+        of removed keys (hard deletes; kept and honoured under soft_delete too, so a key an
+        earlier hard_delete run removed is never brought back by an older record, SPEC
+        §6.3), then `recover` (rows an earlier run left untyped), then whether the first
+        batch must merge with rows already there."""
         final = plan.final
         if final is None:
             return
-        if final.deleted:
-            tombstones = (plan.helpers[0], derived_name(plan.helpers[1], "deletes"))
+        tombstones = (plan.helpers[0], derived_name(plan.helpers[1], "deletes"))
+        if final.keys and (final.deleted or connector.has_table(*tombstones)):
             connector.prepare_companion(
                 *tombstones,
                 (final.schema, final.table),
