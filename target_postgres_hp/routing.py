@@ -6,7 +6,6 @@ STATE emitted only once every record before it is committed (SPEC §9). The targ
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from target_postgres_hp.messages import before_schema, stream_message_problem
 from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.runs import RunRegistry
 from target_postgres_hp.sinks import PostgresSink
-from target_postgres_hp.state import StateKeeper
+from target_postgres_hp.state import StateKeeper, holds_of
 
 
 class MessageRouter(SQLTarget):
@@ -186,7 +185,7 @@ class MessageRouter(SQLTarget):
             raise self._bad_input("STATE message without a value")
         text = state_value_text(self.reader.current_line)
         self._latest_state = text  # type: ignore[assignment]
-        self.states.received(text, self._record_seq)
+        self.states.received(text, self._record_seq, holds_of(self.runs.streams.values()))
         self._emit_safe_state()
 
     def _emit_safe_state(self) -> None:
@@ -194,5 +193,7 @@ class MessageRouter(SQLTarget):
         self.states.emit_if_safe(sink.first_pending_seq for sink in self._pending_sinks())
 
     def _write_state_message(self, state: Any) -> None:
-        """Write a state value, byte for byte as received, unless it was just written."""
-        self.states.write(state if isinstance(state, str) else json.dumps(state, default=str))
+        """The SDK's call once every sink is drained: emit the latest state if it is safe
+        (a full refresh before it may not have replaced its table yet), else nothing."""
+        _ = state
+        self._emit_safe_state()
