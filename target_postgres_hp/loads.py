@@ -248,11 +248,12 @@ def _finish_load(stream: Loading) -> None:
     side = (plan.final.schema, plan.final.table) if plan.final is not None else None
     replaced = plan.replaces or plan.raw
     where = ".".join(replaced) if replaced is not None else plan.stream
+    removed_keys = (plan.helpers[0], derived_name(plan.helpers[1], "deletes"))
     try:
         count = stream.retrying(
             "ending the full refresh of",
             lambda: fullrefresh.replace_contents(
-                connector, plan.replaces, side, plan.raw, run.load_since
+                connector, plan.replaces, side, plan.raw, run.load_since, removed_keys
             ),
         )
     except psycopg.Error as error:

@@ -807,6 +807,20 @@ def test_a_hard_delete_holds_whatever_deletion_mode_later_runs_use(
     assert labels_and_markers(target) == [(1, "1-back", None), (2, "2-ins", None)]
 
 
+@pytest.mark.parametrize("layout", ["raw_and_final", "direct"])
+def test_a_full_refresh_ends_the_keys_removed_before_it(target: Target, layout: str) -> None:
+    """§6.1, §6.3: once a full refresh has replaced the table, it holds exactly that load, so a
+    key removed by an earlier hard delete and brought back by the load then competes with the
+    load's row alone: a later record newer than that row wins, even if older than the delete."""
+    schema = cursor_schema("users", CDC, ["id"], "updated_at")
+    target.run(schema, upsert(1, 1, "1-ins", T1), delete(1, 5, "1-del", T2), table_layout=layout)
+    assert labels_and_markers(target) == []
+    target.run(schema, upsert(1, 1, "1-reload", T1), load_method="overwrite", table_layout=layout)
+    assert labels_and_markers(target) == [(1, "1-reload", None)]
+    target.run(schema, upsert(1, 2, "1-newer", T3), table_layout=layout)
+    assert labels_and_markers(target) == [(1, "1-newer", None)]
+
+
 def test_append_keeps_delete_records_as_rows(target: Target) -> None:
     """§6.2: in append mode every record is a row; a delete keeps its marker."""
     u = [

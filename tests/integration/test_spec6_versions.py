@@ -277,3 +277,33 @@ def test_records_without_a_version_before_the_first_version_are_replaced_by_its_
             " FROM airbyte_internal.tap_raw__stream_items ORDER BY 1"
         )
         assert raw.fetchall() == [("3", V2), ("4", V2), ("5", V2)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_first_version_inside_a_batch_commits_the_records_before_it_first(
+    pg_db: PgDatabase, tmp_path: Path, layout: str
+) -> None:
+    """The same as above with the first versioned record in the middle of a batch: the
+    records without a version staged before it are committed to the live table, their STATE
+    is emitted once they are, and the version's load replaces them at its ACTIVATE_VERSION."""
+    config = pg_db.config(schema="tap", table_layout=layout, batch_size_rows=1000)
+    schema = schema_message("items", PROPERTIES, [])
+    done = run_target(
+        config,
+        messages(
+            schema,
+            item(2, version=None),
+            item(3, version=None),
+            state(1),
+            *loaded(V2, 3, 4),
+            state(2),
+            *loaded(V2, 5),
+            activate_version(V2),
+            state(3),
+        ),
+        tmp_path / "1",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ['{"n": 1}', '{"n": 2}', '{"n": 3}'], done.stderr
+    assert "Stream items receives table versions" in done.stderr
+    assert items_of(pg_db) == [(3, V2), (4, V2), (5, V2)]
