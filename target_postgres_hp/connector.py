@@ -291,15 +291,6 @@ class PostgresConnector(SQLConnector):
         with self.raw_connection() as conn:
             return conn.execute(sql.has_rows(schema, table)).fetchone() is not None
 
-    def keep_generation(self, tables: Sequence[tuple[str, str]], version: int) -> list[int]:
-        """Apply ACTIVATE_VERSION: remove every row of another Singer table version from the
-        given tables, in one transaction; returns the rows removed from each."""
-        with self._lock, self.raw_connection() as conn:
-            return [
-                conn.execute(sql.delete_other_generations(*table), (version,)).rowcount
-                for table in tables
-            ]
-
     def preflight(self) -> None:
         """Connect once and check privileges, before any input is read."""
         with self.raw_connection() as conn:

@@ -127,11 +127,13 @@ def replace_contents(
     side: tuple[str, str] | None,
     raw: tuple[str, str] | None,
     since: str | None,
+    removed_keys: tuple[str, str] | None = None,
 ) -> int:
     """End a full refresh atomically (SPEC §6.1): the final table's rows become the side
-    table's, inside the existing table so views on it stay; the side table goes; raw rows of
-    earlier loads go (when the layout has a raw table). Returns the number of rows the load
-    left (final, else raw)."""
+    table's, inside the existing table so views on it stay; the side table goes, and so do the
+    keys earlier incremental loads removed (`removed_keys`: the table holds exactly this load
+    now, and later records compete with its rows alone); raw rows of earlier loads go (when
+    the layout has a raw table). Returns the number of rows the load left (final, else raw)."""
     with connector.serial_connection() as conn:
         count = 0
         if final is not None and side is not None:
@@ -144,6 +146,8 @@ def replace_contents(
                 conn.execute(sql.delete_all(*final))
             count = conn.execute(sql.insert_from(*final, *side, columns)).rowcount
             conn.execute(sql.drop_table(*side))
+            if removed_keys is not None:
+                conn.execute(sql.drop_table(*removed_keys))
         if raw is not None:
             if since is not None:
                 conn.execute(sql.delete_raw_before(*raw), (since,))

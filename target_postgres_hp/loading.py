@@ -137,11 +137,12 @@ def merge_staged(conn: PgConnection, final: FinalTarget, *, deletes: bool) -> No
     """Merge the winner per key of the staged batch into the table (SPEC §6.3).
 
     With hard deletes in play (`deletes`: the batch holds a delete; or keys were removed
-    before), winners beaten by a recorded delete are dropped first, winning deletes remove
-    their row, and the deletes are recorded.
+    before, by this run or an earlier hard_delete one, whatever `cdc_deletion_mode` is now),
+    winners beaten by a recorded delete are dropped first, winning deletes remove their row,
+    and the deletes are recorded.
     """
     columns, keys, cursor = final.all_columns, final.keys, final.cursor
-    if not (final.deleted and (deletes or final.has_tombstones)):
+    if not (final.has_tombstones or (final.deleted and deletes)):
         conn.execute(
             sql.upsert_rows(
                 sql.distinct_winners(final.staging, keys, cursor),
@@ -160,21 +161,20 @@ def merge_staged(conn: PgConnection, final: FinalTarget, *, deletes: bool) -> No
     if final.has_tombstones and final.tombstones is not None:
         for statement in sql.discard_beaten_by_tombstones(winners, *final.tombstones, keys, cursor):
             conn.execute(statement)
-    removed = [
-        ctid
-        for (ctid,) in conn.execute(
-            sql.upsert_rows(
-                sql.temp_table(winners),
-                final.schema,
-                final.table,
-                columns,
-                final.conflict,
-                cursor,
-                deleted=final.deleted,
-                vacated=final.vacated,
-            )
+    written = conn.execute(
+        sql.upsert_rows(
+            sql.temp_table(winners),
+            final.schema,
+            final.table,
+            columns,
+            final.conflict,
+            cursor,
+            deleted=final.deleted,
+            vacated=final.vacated,
         )
-    ]
+    )
+    # Under soft_delete (no marker columns) the upsert returns nothing: deletes stay rows.
+    removed = [ctid for (ctid,) in written] if final.deleted else []
     if removed:
         conn.execute(sql.delete_by_ctid(final.schema, final.table), (removed,))
     if deletes and final.tombstones is not None:

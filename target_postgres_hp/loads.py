@@ -6,6 +6,9 @@ strategy objects registered by name in `LOAD_METHODS`.
 - `overwrite`: each load (a run, or one Singer table version) is built in a side table and
   replaces the live rows atomically when it ends, so readers never see a half load.
 
+A stream that receives Singer table versions is a full refresh whatever its method
+(`full_refresh_of`, SPEC §6.1): readers never see two versions mixed.
+
 A load method sees the stream through `Loading` (its sink): the plan, the run and the connector.
 """
 
@@ -20,7 +23,7 @@ import psycopg
 
 from target_postgres_hp import fullrefresh
 from target_postgres_hp.connector import PostgresConnector
-from target_postgres_hp.errors import LoadNotReplaced, first_line
+from target_postgres_hp.errors import InternalError, LoadNotReplaced, first_line
 from target_postgres_hp.naming import derived_name
 from target_postgres_hp.ownership import DELETES_OF, LOAD_OF
 from target_postgres_hp.rawdata import first_id_at
@@ -66,13 +69,15 @@ class LoadMethod:
         recover: Callable[[], None],
     ) -> None:
         """Ready the final table's helpers once it has its columns and key index: the table
-        of removed keys (hard deletes), then `recover` (rows an earlier run left untyped),
-        then whether the first batch must merge with rows already there."""
+        of removed keys (hard deletes; kept and honoured under soft_delete too, so a key an
+        earlier hard_delete run removed is never brought back by an older record, SPEC
+        §6.3), then `recover` (rows an earlier run left untyped), then whether the first
+        batch must merge with rows already there."""
         final = plan.final
         if final is None:
             return
-        if final.deleted:
-            tombstones = (plan.helpers[0], derived_name(plan.helpers[1], "deletes"))
+        tombstones = (plan.helpers[0], derived_name(plan.helpers[1], "deletes"))
+        if final.keys and (final.deleted or connector.has_table(*tombstones)):
             connector.prepare_companion(
                 *tombstones,
                 (final.schema, final.table),
@@ -95,40 +100,20 @@ class LoadMethod:
         """Called for every record staged."""
 
     def version_ready(self, run: StreamRun, version: int) -> bool:
-        """Whether ACTIVATE_VERSION `version` can be applied now: a record of it arrived."""
-        return version in run.versions
+        """Whether ACTIVATE_VERSION `version` can be applied now. Only full refreshes see
+        one: a stream that receives table versions is loaded by `full_refresh_of` its method."""
+        raise InternalError(_VERSIONS_ONLY)
 
     def apply_version(self, stream: Loading, version: int) -> None:
-        """Apply ACTIVATE_VERSION: the stream's tables keep only rows of `version`."""
-        tables = stream.plan.tables()
-        removed = stream.retrying(
-            "applying ACTIVATE_VERSION to",
-            lambda: stream.connector.keep_generation([table for _, table in tables], version),
-        )
-        stream.logger.info(
-            "ACTIVATE_VERSION %s of stream %s applied: %s rows of other versions removed",
-            version,
-            stream.stream_name,
-            " and ".join(
-                f"{count} {kind}" for count, (kind, _) in zip(removed, tables, strict=True)
-            ),
-        )
+        """Apply ACTIVATE_VERSION: the stream's table holds only rows of `version`."""
+        raise InternalError(_VERSIONS_ONLY)
 
     def finish_run(self, stream: Loading, activate: Callable[[int], None]) -> None:
-        """At the end of input, every record committed: apply an ACTIVATE_VERSION still
-        waiting for its records (through `activate`)."""
-        run = stream.run
-        pending = run.pending_version
-        if pending is None:
-            return
-        if pending not in run.versions:
-            stream.logger.warning(
-                "ACTIVATE_VERSION %s of stream %s is applied at the end of input although no"
-                " record of that version arrived: the stream's tables are emptied",
-                pending,
-                stream.stream_name,
-            )
-        activate(pending)
+        """At the end of input, every record committed: what the method does then (an
+        ACTIVATE_VERSION still waiting for its records is a full refresh's, `activate`)."""
+
+
+_VERSIONS_ONLY = "ACTIVATE_VERSION reaches only full refreshes (loads.full_refresh_of)"
 
 
 class Append(LoadMethod):
@@ -192,9 +177,34 @@ class Overwrite(LoadMethod):
     def finish_run(self, stream: Loading, activate: Callable[[int], None]) -> None:
         """End the open load, or, if the run brought none, an empty one (the table empties)."""
         run = stream.run
+        if run.pending_version is not None and not run.load_records:
+            stream.logger.warning(
+                "ACTIVATE_VERSION %s of stream %s is applied at the end of input although no"
+                " record of that version arrived: the stream's tables are emptied",
+                run.pending_version,
+                stream.stream_name,
+            )
         if run.load_open or not run.loads_done:
             _finish_load(stream)
         run.pending_version = None
+
+
+class VersionedAppend(Overwrite):
+    """An `append` stream that receives Singer table versions: a full refresh (SPEC §6.1),
+    whose loads keep every record as a row, as `append` does."""
+
+    name = "append"
+    dedups = False
+
+
+def full_refresh_of(method: LoadMethod) -> LoadMethod:
+    """The load method of a stream that receives table versions (versioned records or
+    ACTIVATE_VERSION): a full refresh whatever its load method (SPEC §6.1), so no reader ever
+    sees two versions mixed, during a load or after a failed or killed one. `append` keeps its
+    rows' duplicates; `append-dedup` and `overwrite` keep one row per key."""
+    if method.replaces:
+        return method
+    return _FULL_REFRESH if method.dedups else _VERSIONED_APPEND
 
 
 def _prepare_side(
@@ -243,11 +253,12 @@ def _finish_load(stream: Loading) -> None:
     side = (plan.final.schema, plan.final.table) if plan.final is not None else None
     replaced = plan.replaces or plan.raw
     where = ".".join(replaced) if replaced is not None else plan.stream
+    removed_keys = (plan.helpers[0], derived_name(plan.helpers[1], "deletes"))
     try:
         count = stream.retrying(
             "ending the full refresh of",
             lambda: fullrefresh.replace_contents(
-                connector, plan.replaces, side, plan.raw, run.load_since
+                connector, plan.replaces, side, plan.raw, run.load_since, removed_keys
             ),
         )
     except psycopg.Error as error:
@@ -274,3 +285,5 @@ def _finish_load(stream: Loading) -> None:
 LOAD_METHODS: dict[str, LoadMethod] = {
     method.name: method for method in (Append(), Dedup(), Overwrite())
 }
+_FULL_REFRESH = LOAD_METHODS["overwrite"]
+_VERSIONED_APPEND = VersionedAppend()

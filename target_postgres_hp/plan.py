@@ -63,15 +63,6 @@ class StreamPlan:
     #: A full refresh's live final table (the load is built in `final`, its side table).
     replaces: tuple[str, str] | None = None
 
-    def tables(self) -> list[tuple[str, tuple[str, str]]]:
-        """Every table holding the stream's rows, with its kind: raw, final, removed keys."""
-        tables = [("raw", self.raw)] if self.raw is not None else []
-        if self.final is not None:
-            tables.append(("final", (self.final.schema, self.final.table)))
-            if self.final.tombstones is not None:
-                tables.append(("removed keys", self.final.tombstones))
-        return tables
-
     def describe(self) -> str:
         """Where the stream's rows go, for log lines."""
         raw = f"raw table {'.'.join(self.raw)}" if self.raw is not None else ""

@@ -34,9 +34,7 @@ def transient(error: BaseException) -> bool:
 def statement_timed_out(error: psycopg.Error) -> bool:
     """Whether the server cancelled the statement on a statement_timeout (not on a lock
     wait the run gave up, nor on an administrator's cancel)."""
-    return error.sqlstate == "57014" and "statement timeout" in (
-        error.diag.message_primary or ""
-    )
+    return error.sqlstate == "57014" and "statement timeout" in (error.diag.message_primary or "")
 
 
 def retrying(

@@ -6,7 +6,6 @@ STATE emitted only once every record before it is committed (SPEC §9). The targ
 from __future__ import annotations
 
 import copy
-import json
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from target_postgres_hp.messages import before_schema, stream_message_problem
 from target_postgres_hp.reader import LineReader, state_value_text
 from target_postgres_hp.runs import RunRegistry
 from target_postgres_hp.sinks import PostgresSink
-from target_postgres_hp.state import StateKeeper
+from target_postgres_hp.state import StateKeeper, holds_of
 
 #: At most this much STATE text is kept for a refused record (`MessageRouter.keep_before`); past
 #: it the oldest go first, and a refused record then falls back to the last STATE emitted
@@ -46,6 +45,7 @@ class MessageRouter(SQLTarget):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reader.deadlines = self
+
     #: The STATEs a refused record may have to fall back to (`keep_before`): (input line,
     #: records before it, text) of the last one every record before which is committed, and
     #: of every later one.
@@ -231,7 +231,7 @@ class MessageRouter(SQLTarget):
             raise self._bad_input("STATE message without a value")
         text = state_value_text(self.reader.current_line)
         self._latest_state = text  # type: ignore[assignment]
-        self.states.received(text, self._record_seq)
+        self.states.received(text, self._record_seq, holds_of(self.runs.streams.values()))
         self._emit_safe_state()
         self._keep_state(text)
 
@@ -281,5 +281,7 @@ class MessageRouter(SQLTarget):
         self.states.emit_if_safe(sink.first_pending_seq for sink in self._pending_sinks())
 
     def _write_state_message(self, state: Any) -> None:
-        """Write a state value, byte for byte as received, unless it was just written."""
-        self.states.write(state if isinstance(state, str) else json.dumps(state, default=str))
+        """The SDK's call once every sink is drained: emit the latest state if it is safe
+        (a full refresh before it may not have replaced its table yet), else nothing."""
+        _ = state
+        self._emit_safe_state()

@@ -4,7 +4,7 @@ change replaces a stream's sink, not its run)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -53,10 +53,13 @@ class RunRegistry:
 
 @runtime_checkable
 class KeepsRuns(Protocol):
-    """The target as its sinks see it: it keeps the run, and commits another stream's batch
-    when a new batch finds every pair of streaming connections taken."""
+    """The target as its sinks see it: it keeps the run, commits another stream's batch when
+    a new batch finds every pair of streaming connections taken, and commits a sink's batch
+    (`drain_one`) when its stream turns into a full refresh."""
 
     @property
     def runs(self) -> RunRegistry: ...
 
     def make_room(self) -> None: ...
+
+    def drain_one(self, sink: Any) -> None: ...

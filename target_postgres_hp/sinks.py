@@ -19,7 +19,7 @@ from target_postgres_hp.decode import Decoded
 from target_postgres_hp.errors import InternalError, RecordNotStored
 from target_postgres_hp.layouts import layout_for
 from target_postgres_hp.loading import BatchWriter, KeptData, PgConnection, refuses_data
-from target_postgres_hp.loads import LOAD_METHODS
+from target_postgres_hp.loads import LOAD_METHODS, full_refresh_of
 from target_postgres_hp.plan import Planning, StreamPlan, StreamSchema
 from target_postgres_hp.rawdata import RawRowBuilder
 from target_postgres_hp.runs import KeepsRuns, StreamRun
@@ -63,6 +63,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self.load = LOAD_METHODS[
             settings.load_method_for(self.stream_name, has_keys=bool(self.record_keys))
         ]
+        if self.run.versioned and self._versions_count:
+            self.load = full_refresh_of(self.load)
         self._counts_load = self.load.replaces
         self.plan: StreamPlan
         self._writer: BatchWriter | None = None
@@ -116,7 +118,8 @@ class PostgresSink(SQLSink[PostgresConnector]):
         run = self.run
         if type(version) is int:
             generation_id = version
-            run.versioned = True
+            if not run.versioned:
+                self._become_versioned()
         else:
             generation_id = run.active_version
         if generation_id != self._last_version:
@@ -176,13 +179,46 @@ class PostgresSink(SQLSink[PostgresConnector]):
         self._writer = BatchWriter(*pair, self.plan.raw, self.plan.final, self._kept)
         return self._writer
 
+    @property
+    def _versions_count(self) -> bool:
+        """Whether table versions make the stream a full refresh: unless ACTIVATE_VERSION
+        messages are ignored (`process_activate_version_messages: false`)."""
+        return bool(self.process_activate_version_messages)
+
+    def _become_versioned(self) -> None:
+        """The stream's first table version (a versioned record, or ACTIVATE_VERSION): it is
+        a full refresh from now on whatever its load method (SPEC §6.1). Records staged
+        before, without a version, are committed to the live table first; the load that
+        begins now replaces them with the rest when it ends (docs/loading.md)."""
+        run = self.run
+        run.versioned = True
+        if self.load.replaces or not self._versions_count:
+            return
+        if self._writer is not None:
+            self._target.drain_one(self)
+        self.load = full_refresh_of(self.load)
+        self._counts_load = True
+        self.logger.info(
+            "Stream %s receives table versions: it is loaded as a full refresh from now on,"
+            " built beside %s and swapped in when its ACTIVATE_VERSION or the end of input"
+            " comes",
+            self.stream_name,
+            self.plan.describe(),
+        )
+        final = self.plan.final
+        if final is not None:
+            # Removed keys of the incremental loads do not judge the records of a version.
+            final.tombstones, final.has_tombstones = None, False
+        self.load.prepare_final(self.plan, self.connector, run, lambda: None)
+
     def activate_version(self, new_version: int) -> None:
         """Apply ACTIVATE_VERSION (SPEC §6.1), every record before it being committed: the
         stream's tables keep only rows of `new_version`. One that arrives before any record
         of its version waits for the next one, or for the end of input."""
         run = self.run
         run.active_version = new_version
-        run.versioned = True
+        if not run.versioned:
+            self._become_versioned()
         ready = run.pending_version == new_version or self.load.version_ready(run, new_version)
         if not ready:
             run.pending_version = new_version

@@ -161,6 +161,8 @@ class TargetPostgresHP(MessageRouter):
             self.drain_one(sink)
             self._emit_safe_state()
             sink.activate_version(version)
+            # A full refresh it ended frees the states after the load's records.
+            self._emit_safe_state()
 
     def process_endofpipe(self) -> None:
         """At the end of input: commit everything, then end full refreshes and apply waiting

@@ -70,7 +70,6 @@ from .tables import has_rows as has_rows
 from .tables import insert_from as insert_from
 from .tables import move_rows_of as move_rows_of
 from .tables import truncate as truncate
-from .versions import delete_other_generations as delete_other_generations
 from .versions import delete_raw_before as delete_raw_before
 from .versions import first_raw_id_of_generation as first_raw_id_of_generation
 from .versions import other_generation as other_generation

@@ -1,5 +1,5 @@
-"""Loads and Singer table versions (`_airbyte_generation_id`): which rows an overwrite or
-an ACTIVATE_VERSION keeps."""
+"""Loads and Singer table versions (`_airbyte_generation_id`): which rows a full refresh (an
+overwrite, or a stream's ACTIVATE_VERSION) keeps and continues."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ def delete_raw_before(schema: str, table: str) -> sql.Composed:
     """Remove the raw rows of earlier loads: ids are time-ordered, so those made before the
     current load's first id (`%s`) belong to earlier loads."""
     return sql.SQL("DELETE FROM {} WHERE _airbyte_raw_id < %s").format(
-        sql.Identifier(schema, table)
-    )
-
-
-def delete_other_generations(schema: str, table: str) -> sql.Composed:
-    """Keep only the rows of one Singer table version (`%s`), for ACTIVATE_VERSION."""
-    return sql.SQL("DELETE FROM {} WHERE _airbyte_generation_id IS DISTINCT FROM %s").format(
         sql.Identifier(schema, table)
     )
 

@@ -9,8 +9,10 @@ The model, written from SPEC alone (one `TableModel` per final table):
   run's records; the winner replaces the whole row (a property it lacks is NULL); with
   hard_delete a winning delete removes the row and is remembered, so a later, older record
   cannot bring it back; with soft_delete it is the row (§6.3);
-- overwrite: exactly the records of the latest completed load; with ACTIVATE_VERSION v, only rows
-  of version v, `_airbyte_generation_id` v (§6.1, §4.1);
+- overwrite, and any stream sent with table versions whatever its load method (append and
+  append-dedup included): exactly the records of the latest completed load; with
+  ACTIVATE_VERSION v, only rows of version v, `_airbyte_generation_id` v (§6.1, §4.1); a
+  completed full refresh also ends what earlier hard deletes remembered;
 - a new property adds a nullable column, a removed one keeps its column, NULL in rows written
   since (§7);
 - a stream without namespace goes to the first `schema`, `sales-orders` to `sales.orders`; every
@@ -22,16 +24,23 @@ The model, written from SPEC alone (one `TableModel` per final table):
   without table versions is restarted whole (the tap re-sends every record) and must not double;
   one with versions is continued by the re-run's records of that version (§6.1, §9). Before the
   re-run, tables the killed run did not load, and full-refresh tables whose load it could not
-  have completed, must be exactly as before it.
+  have completed, must be exactly as before it: no reader ever sees two versions.
+- an emitted STATE never promises rows a later run can lose: the re-run resumes from the last
+  emitted STATE and re-sends nothing before it, so a STATE emitted after a record of a full
+  refresh without versions, before that load replaced its table, fails the check (§6.1).
+- blocked swaps: a reader's open transaction holds ACCESS SHARE on a full-refresh table the run
+  replaces, past `lock_wait_seconds`: the run fails; that table is as before, no STATE after
+  its load's last record was emitted, and the re-run from the last emitted STATE (the reader
+  gone) leaves every table as the model says.
 
 Where SPEC leaves room, the inputs avoid the question instead of guessing an answer: keyed
 streams are never loaded with plain `append` (so no table holds duplicates of a key or deletion
 markers a later dedup run would have to judge), a full-refresh load of a keyed stream has each
-key once, delete records are sent only to dedup runs (and to the keyless append stream), every
-full-refresh load has at least one record, and table versions are sent only to full-refresh runs
-(each run its own version). Records without a version that follow a versioned load may carry
-generation 0 or that version. The deletion mode is drawn once per sequence: what a change from
-`hard_delete` to `soft_delete` does to remembered deletes is a SPEC question still open.
+key once, delete records are sent only to dedup runs without table versions (and to the keyless
+append stream), every full-refresh load has at least one record, and each run that sends a
+stream table versions sends its own version. Records without a version that follow a versioned
+load may carry generation 0 or that version. The deletion mode is drawn per run: a remembered
+hard delete beats older records whatever later runs use (§6.3).
 Runs draw `namespace_definition` (source or destination: `sales-orders` then goes to the first
 `schema` as `orders`) and `stream_prefix`, so a sequence moves streams between tables as users
 changing those settings would.
@@ -51,7 +60,6 @@ test's tmp_path (`<database>/run<N>[-killed|-rerun]/`) to replay by hand.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import json
 import os
@@ -251,7 +259,7 @@ class RunPlan:
     load_method: str | None
     stream_load_methods: tuple[tuple[str, str], ...]
     methods: tuple[tuple[str, str], ...]  # the effective method per stream
-    versioned: tuple[str, ...]  # full-refresh streams sent with table versions
+    versioned: tuple[str, ...]  # streams sent with table versions (full refreshes, §6.1)
     activate_first: bool  # also an ACTIVATE_VERSION before the records
     cdc_deletion_mode: str | None
     batch_size_rows: int
@@ -290,13 +298,12 @@ def run_plans(draw: st.DrawFn) -> RunPlan:
         for stream in STREAMS
         if resolved(load_method, stream) != methods[stream.name] or draw(st.integers(0, 4)) == 0
     }
-    full_refresh = [name for name, method in methods.items() if method == "overwrite"]
     return RunPlan(
         schema=draw(st.sampled_from(SCHEMA_SETTINGS)),
         load_method=load_method,
         stream_load_methods=tuple(sorted(overrides.items())),
         methods=tuple(sorted(methods.items())),
-        versioned=tuple(name for name in full_refresh if draw(st.booleans())),
+        versioned=tuple(stream.name for stream in STREAMS if draw(st.booleans())),
         activate_first=draw(st.booleans()),
         cdc_deletion_mode=draw(st.sampled_from([None, "hard_delete", "soft_delete"])),
         batch_size_rows=draw(st.integers(1, 3)),
@@ -373,6 +380,11 @@ class Input:
     def method(self, stream: Stream) -> str:
         return dict(self.plan.methods)[stream.name]
 
+    def full_refresh(self, stream: Stream) -> bool:
+        """Whether the run loads the stream as a full refresh: overwrite, or table versions
+        whatever its method (§6.1)."""
+        return self.method(stream) == "overwrite" or stream.name in self.versions
+
     def final_schema(self, stream: Stream) -> str:
         if self.plan.namespace_definition == "destination":
             return self.schema
@@ -425,17 +437,23 @@ def build_input(plan: RunPlan, number: int, labels: itertools.count[int]) -> Inp
     records: list[Sent] = []
     seen_keys: set[tuple[str, tuple[Any, ...]]] = set()
     wanted = list(plan.records)
+
+    def full_refresh(name: str) -> bool:
+        return methods[name] == "overwrite" or name in versions
+
     for stream in STREAMS:  # every full refresh loads something (SPEC leaves empty loads open)
-        if methods[stream.name] == "overwrite" and not any(r.stream == stream.name for r in wanted):
+        if full_refresh(stream.name) and not any(r.stream == stream.name for r in wanted):
             wanted.append(RecordPlan(stream.name, FILLER_KEYS[stream.name], None, 0, False, 0))
     for item in wanted:
         stream = BY_NAME[item.stream]
         method = methods[stream.name]
-        if stream.keys and method == "overwrite":
+        if stream.keys and full_refresh(stream.name):
             if (stream.name, item.key) in seen_keys:
                 continue  # one record per key in a keyed full refresh
             seen_keys.add((stream.name, item.key))
-        deletes = method == "append-dedup" or (method == "append" and not stream.keys)
+        deletes = (method == "append-dedup" and stream.name not in versions) or (
+            method == "append" and not stream.keys
+        )
         item = replace(item, deleted=item.deleted and deletes)
         sent = Sent(
             stream=stream,
@@ -540,7 +558,7 @@ class TableModel:
         ]
         if inp.plan.table_layout == "raw_and_final":
             self.raw_made = True
-        if method == "overwrite":
+        if method == "overwrite" or version is not None:
             # A restarted load without versions is re-sent whole and must not double (§6.1);
             # a keyed one holds each key once.
             exact = version is None or bool(self.stream.keys)
@@ -746,23 +764,19 @@ class LoaderMachine(RuleBasedStateMachine):
         self.model = Model()
         self.runs = 0
         self.labels = itertools.count(1)
-        self.deletion_mode: tuple[str | None] | None = None
 
     def teardown(self) -> None:
         self.db.drop()
 
     def next_input(self, plan: RunPlan) -> Input:
-        if self.deletion_mode is None:
-            self.deletion_mode = (plan.cdc_deletion_mode,)
-        plan = dataclasses.replace(plan, cdc_deletion_mode=self.deletion_mode[0])
         self.runs += 1
         return build_input(plan, self.runs, self.labels)
 
-    def config(self, plan: RunPlan) -> dict[str, Any]:
+    def config(self, plan: RunPlan, lock_wait_seconds: int = 60) -> dict[str, Any]:
         settings: dict[str, Any] = {
             "schema": plan.schema,
             "batch_size_rows": plan.batch_size_rows,
-            "lock_wait_seconds": 60,
+            "lock_wait_seconds": lock_wait_seconds,
         }
         if plan.load_method is not None:
             settings["load_method"] = plan.load_method
@@ -814,30 +828,73 @@ class LoaderMachine(RuleBasedStateMachine):
             live.process.wait(timeout=60)
             live.finish()
         wait_for_no_loader(self.conn, self.db.role.name)
-        positions = emitted(live.stdout, inp)
+        self.check_after_failure(inp, sent, emitted(live.stdout, inp))
+
+    @rule(plan=run_plans(), pick=st.integers(0, 2))
+    def blocked_swap(self, plan: RunPlan, pick: int) -> None:
+        """A reader holds ACCESS SHARE on a full-refresh table the run replaces, past
+        lock_wait_seconds: the swap gives up and the run fails (§6.1, §9)."""
+        inp = self.next_input(plan)
+        tables = [
+            (inp.final_schema(stream), inp.final_table(stream))
+            for stream in STREAMS
+            if inp.full_refresh(stream)
+            and (inp.final_schema(stream), inp.final_table(stream)) in self.model.tables
+        ]
+        if not tables:
+            self.complete(inp, inp.lines)
+            self.model.apply(inp)
+            check_all(self.conn, self.model)
+            return
+        blocked = tables[pick % len(tables)]
+        workdir = self.workdir(inp, "-blocked", inp.lines)
+        with psycopg.connect(self.db.server.admin_dsn(self.db.dbname)) as reader:
+            seen = reader.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*blocked))
+            ).fetchone()
+            assert seen is not None
+            run = run_target(
+                self.config(inp.plan, lock_wait_seconds=1), inp.text(inp.lines), workdir
+            )
+            reader.rollback()
+        assert run.returncode == 1, run.stderr
+        assert "Traceback" not in run.stderr, run.stderr
+        assert "(lock_wait_seconds)" in run.stderr, run.stderr
+        self.check_after_failure(inp, len(inp.lines), emitted(run.stdout, inp), blocked)
+
+    def check_after_failure(
+        self,
+        inp: Input,
+        sent: int,
+        positions: list[int],
+        blocked: tuple[str, str] | None = None,
+    ) -> None:
+        """After a run that handled `sent` lines and then died or failed, having emitted the
+        STATEs at `positions`: check what it left (`check_after_kill`), then re-run from its
+        last emitted STATE as a tap resuming from it would, and book both."""
         resume = positions[-1] if positions else -1
         assert resume < sent, positions
-        self.check_after_kill(inp, sent)
-
-        # The re-run from the last emitted STATE; a full refresh without versions restarts.
-        restarted = [
-            r.message()
+        self.check_after_kill(inp, sent, blocked)
+        # An emitted STATE promises every record before it: a full refresh without versions
+        # is never continued, so no STATE after one of its records may come before its swap.
+        promised = [
+            r.label
             for r in inp.records
-            if r.line < resume
-            and inp.method(r.stream) == "overwrite"
-            and r.stream.name not in inp.versions
+            if r.line < resume and inp.full_refresh(r.stream) and r.stream.name not in inp.versions
         ]
-        rerun = inp.lines if resume < 0 else [*inp.lines[: inp.header], *restarted]
-        if resume >= 0:
-            rerun += inp.lines[resume + 1 :]
+        assert not promised, f"STATE at line {resume} emitted before the swap of {promised}"
+        rerun = inp.lines if resume < 0 else [*inp.lines[: inp.header], *inp.lines[resume + 1 :]]
         self.complete(inp, rerun, "-rerun")
         twice = {(r.stream.name, r.label) for r in inp.records if resume < r.line < sent}
         self.model.apply(inp, twice)
         check_all(self.conn, self.model)
 
-    def check_after_kill(self, inp: Input, sent: int) -> None:
+    def check_after_kill(
+        self, inp: Input, sent: int, blocked: tuple[str, str] | None = None
+    ) -> None:
         """Tables the killed run did not load, and full refreshes it cannot have completed
-        (no closing ACTIVATE_VERSION handled), are as before (§6.1, §9)."""
+        (no closing ACTIVATE_VERSION handled, or the `blocked` one), are as before: no
+        reader sees two versions (§6.1, §9)."""
         loaded = {(inp.final_schema(stream), inp.final_table(stream)): stream for stream in STREAMS}
         for key, table in self.model.tables.items():
             stream = loaded.get(key)
@@ -845,7 +902,11 @@ class LoaderMachine(RuleBasedStateMachine):
                 check_final(self.conn, table)
                 check_raw(self.conn, table)
                 continue
-            if inp.method(stream) != "overwrite" or inp.activate_end.get(stream.name, sent) < sent:
+            if not inp.full_refresh(stream):
+                continue
+            if blocked is not None and key != blocked:
+                continue  # the end of input came: its swap may have been done before
+            if key != blocked and inp.activate_end.get(stream.name, sent) < sent:
                 continue
             before = copy.deepcopy(table)
             before.raw = None

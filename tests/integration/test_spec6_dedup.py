@@ -752,6 +752,75 @@ def test_soft_delete(target: Target) -> None:
     }
 
 
+def labels_and_markers(target: Target) -> list[tuple[int, str, datetime | None]]:
+    return sorted((row["id"], row["v"], row["_ab_cdc_deleted_at"]) for row in target.rows("users"))
+
+
+@pytest.mark.parametrize("layout", ["raw_and_final", "direct"])
+def test_a_hard_delete_holds_whatever_deletion_mode_later_runs_use(
+    target: Target, layout: str
+) -> None:
+    """§6.3: a key removed under hard_delete is not brought back by an older record in a later
+    soft_delete run (nor in a later hard_delete one); a newer record still brings it back. The
+    reverse switch: a delete kept as a row under soft_delete still beats an older record under
+    hard_delete, and a newer delete then removes the key for good."""
+    schema = cursor_schema("users", CDC, ["id"], "updated_at")
+    deleted = datetime(2024, 2, 1, 12, tzinfo=UTC)
+    target.run(
+        schema,
+        upsert(1, 1, "1-ins", T1),
+        delete(1, 2, "1-del", T2),
+        upsert(2, 1, "2-ins", T1),
+        upsert(3, 1, "3-ins", T1),
+        table_layout=layout,
+    )
+    assert labels_and_markers(target) == [(2, "2-ins", None), (3, "3-ins", None)]
+    # soft_delete run: the older record of key 1 stays out; a delete of key 3 is kept as a row.
+    target.run(
+        schema,
+        upsert(1, 1, "1-zombie", T4),
+        delete(3, 2, "3-del", T2),
+        cdc_deletion_mode="soft_delete",
+        table_layout=layout,
+        batch_size_rows=1,
+    )
+    assert labels_and_markers(target) == [(2, "2-ins", None), (3, "3-del", deleted)]
+    # hard_delete run: an older record loses to the kept delete; a newer delete removes key 3.
+    target.run(
+        schema,
+        upsert(3, 1, "3-zombie", T4),
+        upsert(1, 1, "1-zombie-again", T4),
+        table_layout=layout,
+    )
+    assert labels_and_markers(target) == [(2, "2-ins", None), (3, "3-del", deleted)]
+    target.run(schema, delete(3, 3, "3-del-hard", T3), table_layout=layout)
+    assert labels_and_markers(target) == [(2, "2-ins", None)]
+    # soft_delete again: older records of both removed keys stay out, a newer one comes back.
+    target.run(
+        schema,
+        upsert(3, 2, "3-zombie-soft", T4),
+        upsert(1, 1, "1-zombie-soft", T4),
+        upsert(1, 3, "1-back", T3),
+        cdc_deletion_mode="soft_delete",
+        table_layout=layout,
+    )
+    assert labels_and_markers(target) == [(1, "1-back", None), (2, "2-ins", None)]
+
+
+@pytest.mark.parametrize("layout", ["raw_and_final", "direct"])
+def test_a_full_refresh_ends_the_keys_removed_before_it(target: Target, layout: str) -> None:
+    """§6.1, §6.3: once a full refresh has replaced the table, it holds exactly that load, so a
+    key removed by an earlier hard delete and brought back by the load then competes with the
+    load's row alone: a later record newer than that row wins, even if older than the delete."""
+    schema = cursor_schema("users", CDC, ["id"], "updated_at")
+    target.run(schema, upsert(1, 1, "1-ins", T1), delete(1, 5, "1-del", T2), table_layout=layout)
+    assert labels_and_markers(target) == []
+    target.run(schema, upsert(1, 1, "1-reload", T1), load_method="overwrite", table_layout=layout)
+    assert labels_and_markers(target) == [(1, "1-reload", None)]
+    target.run(schema, upsert(1, 2, "1-newer", T3), table_layout=layout)
+    assert labels_and_markers(target) == [(1, "1-newer", None)]
+
+
 def test_append_keeps_delete_records_as_rows(target: Target) -> None:
     """§6.2: in append mode every record is a row; a delete keeps its marker."""
     u = [

@@ -149,13 +149,15 @@ def test_a_connection_killed_during_the_full_refresh_swap_is_retried(
     config = pg_db.config(schema=SCHEMA, load_method="overwrite", batch_size_rows=1)
     with live_run(config, tmp_path / "swap") as live:
         live.send(USERS, user(7), user(8), state(1))
-        live.wait_for_state({"n": 1})
+        live.wait_until_idle()
         with table_locked(pg_db, "ACCESS SHARE"):
             assert live.process.stdin is not None
             live.process.stdin.close()  # end of input: the swap's TRUNCATE waits for the lock
             waiting = wait_for_lock_wait(pg_db, live)
             pg_db.admin().execute("SELECT pg_terminate_backend(%s)", (waiting,))
-        assert live.process.wait(timeout=60) == 0, live.stderr
+        # The STATE after the load's records comes once the swap has committed (§6.1).
+        assert live.finish(timeout=60) == 0, live.stderr
+        assert live.stdout == ['{"n": 1}'], live.stdout
         stderr = live.stderr
     assert "Traceback" not in stderr
     assert "lost the connection to the database while ending the full refresh of it" in stderr
