@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from poolers import pooled
 from servers import (
     ENV_DSN,
     SSH_KEY_KINDS,
@@ -178,3 +180,16 @@ def pg_db(pg16: PostgresServer) -> Iterator[PgDatabase]:
     """A fresh database on pg16 plus a least-privilege loader role; dropped after the test."""
     with PgDatabase.fresh(pg16) as database:
         yield database
+
+
+@pytest.fixture(params=["straight", "transaction pooling"])
+def reached_db(request: pytest.FixtureRequest, pg16: PostgresServer) -> Iterator[Any]:
+    """A fresh database on pg16, reached straight or through PgBouncer in transaction mode
+    (SPEC §12): a module whose tests must hold through a pooler too overrides `pg_db` with it,
+    so each of its tests runs both ways."""
+    with PgDatabase.fresh(pg16) as database:
+        if request.param == "straight":
+            yield database
+            return
+        with pooled(database, "transaction", pool_size=20) as through_pooler:
+            yield through_pooler

@@ -15,6 +15,14 @@ from .targetrun import live_run, messages, record, run_target, schema_message
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def pg_db(reached_db: Any) -> Any:
+    """Every test here runs straight to the server and through PgBouncer in transaction
+    mode (SPEC §12)."""
+    return reached_db
+
+
 SCHEMA = "tap_data"
 USERS = schema_message("users", {"id": {"type": "integer"}, "v": {"type": "string"}}, ["id"])
 

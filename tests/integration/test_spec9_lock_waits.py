@@ -21,6 +21,14 @@ from .targetrun import LiveRun, live_run, messages, record, run_target, schema_m
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def pg_db(reached_db: Any) -> Any:
+    """Every test here runs straight to the server and through PgBouncer in transaction
+    mode (SPEC §12)."""
+    return reached_db
+
+
 SCHEMA = "tap_data"
 PROPERTIES: dict[str, Any] = {"id": {"type": "integer"}, "v": {"type": "string"}}
 USERS = schema_message("users", PROPERTIES, ["id"])
