@@ -33,6 +33,7 @@ from target_postgres_hp.loading import FinalTarget, write_typed
 from target_postgres_hp.loads import LoadMethod
 from target_postgres_hp.naming import final_identifier, raw_identifier
 from target_postgres_hp.plan import Planning, StreamPlan, StreamSchema
+from target_postgres_hp.rawdata import number_texts_restored
 from target_postgres_hp.records import RecordFields
 
 #: Properties whose value marks a record as a delete (SPEC §6.3).
@@ -309,6 +310,8 @@ def type_untyped_raw_rows(
             deletes = False
             for raw_id, extracted_at, data_text, meta_text, generation_id in found:
                 data = json.loads(data_text, parse_float=Decimal)
+                if "TRUNCATED" in meta_text:
+                    data = number_texts_restored(data, json.loads(meta_text))
                 values, changes = caster.row(data)
                 if key_set.intersection(change["field"] for change in changes):
                     # A key never becomes NULL by typing (SPEC §6.3): the row stays untyped

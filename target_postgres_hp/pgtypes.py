@@ -33,10 +33,11 @@ class PlainText:
     once `parse` accepts it (what the cast would do, without its calls)."""
 
     parse: Callable[[str], object]
-    #: The layouts the text may have (`casts.layout`: its digits as 0), or, quicker to test,
+    #: The layouts the text may have (`casts.layout`: its digits as 0), each with where the
+    #: hours of its offset are (0: none; PostgreSQL refuses 16 and more), or, quicker to test,
     #: (length, index, character) when only one form `parse` accepts has that length and that
     #: character at that index.
-    shape: frozenset[bytes] | tuple[int, int, str]
+    shape: Mapping[bytes, int] | frozenset[bytes] | tuple[int, int, str]
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
 """One Singer RECORD as one raw-table row: id, extraction time, JSON data, meta, generation.
 
-The data is the record as received, with the two things JSONB cannot hold made storable and
-recorded in `_airbyte_meta`: NUL characters (removed, at any depth, keys included) and
-NaN/Infinity (kept as the strings "NaN", "Infinity", "-Infinity").
+The data is the record as received, with what JSONB cannot hold made storable and recorded in
+`_airbyte_meta`: NUL characters (removed, at any depth, keys included), NaN/Infinity (kept as the
+strings "NaN", "Infinity", "-Infinity") and numbers beyond NUMERIC's range (kept as their text,
+exactly as received: `NumberText`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -17,7 +19,100 @@ from typing import Any
 
 import msgspec
 
-_ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+class NumberText(str):
+    """A JSON number PostgreSQL's NUMERIC (so JSONB) cannot hold, as its text exactly as
+    received (`exact_number`): JSON text holds it as a string, a VARCHAR column as its text;
+    any other column NULLs it (SPEC §4.4, §9)."""
+
+    __slots__ = ()
+
+
+def _encode_number_text(value: object) -> str:
+    if type(value) is NumberText:
+        return str(value)
+    msg = f"cannot encode {type(value).__name__} as JSON"
+    raise TypeError(msg)
+
+
+#: Encodes JSON text; a `NumberText` (which msgspec does not know) becomes a JSON string.
+ENCODER = msgspec.json.Encoder(decimal_format="number", enc_hook=_encode_number_text)
+_ENCODER = ENCODER
+
+#: PostgreSQL's NUMERIC holds up to 131072 digits before the point and 16383 after it.
+NUMERIC_MAX_WHOLE_DIGITS = 131072
+NUMERIC_MAX_FRACTION_DIGITS = 16383
+
+
+def within_numeric(number: Decimal) -> bool:
+    """Whether PostgreSQL's NUMERIC holds this finite number (its digits as written: `1.000`
+    has three after the point)."""
+    exponent = number.as_tuple().exponent
+    return (
+        number.adjusted() < NUMERIC_MAX_WHOLE_DIGITS
+        and isinstance(exponent, int)
+        and -exponent <= NUMERIC_MAX_FRACTION_DIGITS
+    )
+
+
+def exact_number(text: str) -> Decimal | NumberText:
+    """A JSON number with a fraction or an exponent (a decoder's `float_hook`): its Decimal,
+    or its text when NUMERIC cannot hold it."""
+    try:
+        number = Decimal(text)
+    except ArithmeticError:  # an exponent beyond even Decimal's range
+        return NumberText(text)
+    return number if within_numeric(number) else NumberText(text)
+
+
+#: Digits (and exponent signs) as 0 and `E` as `e`: an exponent of four digits or more, the
+#: only way a line of fewer than `_LONG_DIGITS` characters can hold a number beyond NUMERIC
+#: (more than 16383 digits after the point, 131072 before), is then `e0000` somewhere.
+_EXPONENT_SHAPE = bytes.maketrans(b"123456789E+-", b"000000000e00")
+#: Without such an exponent a number beyond NUMERIC has more digits than this in a row.
+_LONG_DIGITS = 15_000
+_NUMBER_CHARS = frozenset(b"0123456789.-")
+_JSON_SPACE = frozenset(b" \t\r\n")
+
+
+def _number_at(line: bytes, at: int) -> bytes | None:
+    """The number literal whose exponent letter is at `at`, if that `e` ends the mantissa of
+    a JSON number (after `:`, `,` or `[`: not inside a string, as far as one can tell)."""
+    start = at
+    while start > 0 and line[start - 1] in _NUMBER_CHARS:
+        start -= 1
+    before = start - 1
+    while before >= 0 and line[before] in _JSON_SPACE:
+        before -= 1
+    if start == at or before < 0 or line[before] not in b":,[":
+        return None
+    end = at + 1
+    if end < len(line) and line[end] in b"+-":
+        end += 1
+    while end < len(line) and 48 <= line[end] <= 57:
+        end += 1
+    return line[start:end]
+
+
+def unholdable_numbers(line: str | bytes) -> bool:
+    """Whether a JSON line may hold a number PostgreSQL's NUMERIC cannot hold (which must then
+    be read with `exact_number`). Quick for the common line: one translation and one search;
+    only a line with a four-digit exponent, or a long line, is looked at more closely."""
+    data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    shape = data.translate(_EXPONENT_SHAPE)
+    at = shape.find(b"e0000")
+    while at >= 0:
+        text = _number_at(data, at)
+        if text is not None:
+            try:
+                if not within_numeric(Decimal(text.decode("ascii"))):
+                    return True
+            except ArithmeticError:  # beyond Decimal's range, or no number: the slow way tells
+                return True
+        at = shape.find(b"e0000", at + 1)
+    # A digit run that long: decoding with `exact_number` tells (rare and long lines only).
+    return len(data) > _LONG_DIGITS and b"0" * _LONG_DIGITS in shape
+
 
 TRUNCATED = {"change": "TRUNCATED", "reason": "DESTINATION_SERIALIZATION_ERROR"}
 
@@ -105,10 +200,11 @@ def _storable_text(value: str) -> tuple[str, bool]:
 
 def make_storable(value: Any) -> tuple[Any, bool]:
     """`value` with NUL characters removed, lone surrogates replaced, NaN/Infinity turned
-    into strings, and whether anything had to change. Unchanged containers are returned as
+    into strings, and whether anything had to change (a `NumberText` counts as changed: it is
+    a number kept as text). Unchanged containers are returned as
     they are."""
     if isinstance(value, str):
-        return _storable_text(value)
+        return (value, True) if type(value) is NumberText else _storable_text(value)
     if isinstance(value, dict):
         changed = False
         cleaned: dict[str, Any] = {}
@@ -148,9 +244,28 @@ def parse_time_extracted(value: object) -> datetime | None:
         return None
 
 
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
+def number_texts_restored(data: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """Raw data read back for typing, with each top-level number the raw table keeps as text
+    (a string that is a JSON number NUMERIC cannot hold, in a TRUNCATED property) a
+    `NumberText` again, so that it types as `clean_record`'s did."""
+    for change in meta.get("changes", []):
+        if not isinstance(change, dict) or change.get("change") != "TRUNCATED":
+            continue
+        field = change.get("field")
+        value = data.get(field) if isinstance(field, str) else None
+        if type(value) is str and _JSON_NUMBER.fullmatch(value):
+            number = exact_number(value)
+            if type(number) is NumberText:
+                data[field] = number  # type: ignore[index]
+    return data
+
+
 def clean_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The record with NUL characters removed and NaN/Infinity made strings, and one
-    `TRUNCATED` change per top-level property that needed it."""
+    `TRUNCATED` change per top-level property that needed it (or held a `NumberText`)."""
     if not make_storable(record)[1]:
         return record, []
     changes = []

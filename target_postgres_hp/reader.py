@@ -22,9 +22,12 @@ import msgspec
 from singer_sdk.singerlib.encoding import GenericSingerReader
 
 from target_postgres_hp.errors import BadInput, RecordRefused
+from target_postgres_hp.rawdata import exact_number, unholdable_numbers
 from target_postgres_hp.records import ENVELOPE, FastHandler, FastRoutes
 
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
+#: For a line that may hold a number NUMERIC cannot hold: such a number is kept as its text.
+_EXACT_DECODER = msgspec.json.Decoder(float_hook=exact_number)
 
 #: Allocations between two young-generation collections while loading (the default is 700).
 GC_THRESHOLD = 50_000
@@ -40,15 +43,17 @@ class _StateLine(msgspec.Struct):
 
 
 def _decode(line: str | bytes) -> tuple[Any, bool]:
-    """The line's value, and whether the standard library had to read it: NaN and Infinity
-    are not JSON but taps send them, and a lone UTF-16 surrogate escape is refused by msgspec;
-    either needs cleaning before it can be stored."""
+    """The line's value, and whether it needs cleaning before it can be stored: the standard
+    library had to read it (NaN and Infinity are not JSON but taps send them, and a lone
+    UTF-16 surrogate escape is refused by msgspec), or it may hold a number beyond NUMERIC's
+    range, read as its text (`rawdata.NumberText`)."""
+    exact = unholdable_numbers(line)
     try:
-        return _DECODER.decode(line), False
+        return (_EXACT_DECODER if exact else _DECODER).decode(line), exact
     except msgspec.DecodeError:
         pass
     try:
-        return json.loads(line, parse_float=Decimal), True
+        return json.loads(line, parse_float=exact_number if exact else Decimal), True
     except ValueError:
         pass
     # Not JSON. msgspec says what is wrong more plainly once the line's own ending is set aside
@@ -162,6 +167,8 @@ class LineReader(GenericSingerReader[str]):
                     line.rfind(b"\\u0000") if type(line) is bytes else line.rfind("\\u0000")  # type: ignore[arg-type]
                 )
                 < 0
+                # A number NUMERIC cannot hold: the slow way keeps it as its text.
+                and not unholdable_numbers(line)
             ):
                 # msgspec leaves the bytes of a record's unread properties unchecked.
                 if type(line) is bytes and not line.isascii():
