@@ -15,7 +15,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
 
-from target_postgres_hp.rawdata import ENCODER, NumberText, make_storable, within_numeric
+from target_postgres_hp.rawdata import (
+    ENCODER,
+    NumberText,
+    SpelledNumber,
+    make_storable,
+    within_numeric,
+)
 
 
 class _Unfit:
@@ -88,6 +94,8 @@ def cast_string(value: Any) -> Any:
         return _decimal_text(Decimal(value)) if not math.isfinite(value) else repr(value)
     if kind is NumberText:  # a number beyond NUMERIC, as it was written
         return str(value)
+    if kind is SpelledNumber:  # `1e5`, as it was written
+        return value.text
     return json_text(value)
 
 
@@ -128,7 +136,7 @@ def cast_integer(value: Any) -> Any:
     if kind is str:
         number = _numeric_text(value)
         return UNFIT if number is None else _integral(number)
-    return UNFIT
+    return _integral(value) if kind is SpelledNumber else UNFIT
 
 
 def make_cast_number(non_finite: bool) -> Cast:
@@ -163,7 +171,7 @@ def make_cast_number(non_finite: bool) -> Cast:
                 return finite_or_allowed(number)
             special = _NON_FINITE_TEXT.get(value.strip().lower())
             return UNFIT if special is None else finite_or_allowed(Decimal(special))
-        return UNFIT
+        return Decimal(value) if kind is SpelledNumber else UNFIT
 
     return cast_number
 

@@ -20,7 +20,7 @@ import msgspec
 
 from target_postgres_hp.casting import RowCaster, RowFunction
 from target_postgres_hp.errors import KeyMissing, KeyNotStorable
-from target_postgres_hp.rawdata import clean_record, data_json
+from target_postgres_hp.rawdata import clean_record, data_json, exact_number
 from target_postgres_hp.records import RecordFields
 
 #: What a record stages: its raw JSON text, the changes cleaning made (None: none), its typed
@@ -33,7 +33,7 @@ Decoded = tuple[
     bool,
 ]
 
-_RECORD = msgspec.json.Decoder(float_hook=Decimal)
+_RECORD = msgspec.json.Decoder(float_hook=exact_number)
 _astuple = msgspec.structs.astuple
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import msgspec
 from psycopg.sql import SQL
@@ -90,6 +90,10 @@ class ColumnType:
     #: (`keeps`, `keeps_range`), so that the decoder, not Python, tests them (see
     #: `records.RecordFields`); None when no msgspec type does.
     decodes_as: Any = field(default=None, repr=False)
+    #: The msgspec type the fast way decodes the column's values into when they are not
+    #: checked (None: any); a record holding another value there is read the dict way
+    #: (`decode.RecordDecoder.from_text`).
+    reads_as: Any = field(default=None, repr=False)
 
 
 _ZERO = SQL("0")
@@ -109,6 +113,9 @@ STRING = ColumnType(
     widens_from_any=SQL("to_jsonb({}) #>> '{{}}'"),
     keeps=str,
     decodes_as=str,
+    # Not a number with a fraction or an exponent, whose text a Decimal does not keep
+    # (`1e5`): the dict way reads it as written (`rawdata.SpelledNumber`).
+    reads_as=Union[str, int, bool, None, dict, list],  # noqa: UP007
 )
 NUMBER = ColumnType(
     "number",

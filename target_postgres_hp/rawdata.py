@@ -28,9 +28,19 @@ class NumberText(str):
     __slots__ = ()
 
 
-def _encode_number_text(value: object) -> str:
+class SpelledNumber(Decimal):
+    """A JSON number whose text `str()` would not give back (`1e5`, `0.0000001`), with that
+    text: a VARCHAR column takes a number's text exactly as received (SPEC §4.4)."""
+
+    __slots__ = ("text",)
+    text: str
+
+
+def _encode_number_text(value: object) -> object:
     if type(value) is NumberText:
         return str(value)
+    if type(value) is SpelledNumber:
+        return Decimal(value)
     msg = f"cannot encode {type(value).__name__} as JSON"
     raise TypeError(msg)
 
@@ -56,61 +66,88 @@ def within_numeric(number: Decimal) -> bool:
 
 
 def exact_number(text: str) -> Decimal | NumberText:
-    """A JSON number with a fraction or an exponent (a decoder's `float_hook`): its Decimal,
-    or its text when NUMERIC cannot hold it."""
+    """A JSON number with a fraction or an exponent (a decoder's `float_hook`): its Decimal
+    (a `SpelledNumber` when `str()` would not give its text back), or its text when NUMERIC
+    cannot hold it."""
+    if "e" not in text and "E" not in text and len(text) < _SHORT_NUMBER:
+        number = Decimal(text)
+        return number if number.adjusted() >= _PLAIN_ADJUSTED else _spelled(number, text)
     try:
         number = Decimal(text)
     except ArithmeticError:  # an exponent beyond even Decimal's range
         return NumberText(text)
+    return _spelled(number, text) if within_numeric(number) else NumberText(text)
+
+
+def exact_integer(text: str) -> int | Decimal | NumberText:
+    """A JSON integer (the standard library's `parse_int`): an int, but a Decimal beyond
+    Python's 4,300 digits of int text, or its text beyond NUMERIC's range."""
+    if len(text) < _SHORT_NUMBER:
+        return int(text)
+    number = Decimal(text)
     return number if within_numeric(number) else NumberText(text)
+
+
+#: A number without exponent and of fewer characters is within NUMERIC's range.
+_SHORT_NUMBER = 1000
+#: `str()` of a Decimal uses an exponent when its leading digit is further after the point.
+_PLAIN_ADJUSTED = -6
+
+
+def _spelled(number: Decimal, text: str) -> SpelledNumber:
+    spelled = SpelledNumber(number)
+    spelled.text = text
+    return spelled
 
 
 #: Digits (and exponent signs) as 0 and `E` as `e`: an exponent of four digits or more, the
 #: only way a line of fewer than `_LONG_DIGITS` characters can hold a number beyond NUMERIC
-#: (more than 16383 digits after the point, 131072 before), is then `e0000` somewhere.
+#: (more than 16383 digits after the point, 131072 before), is then `0e0000` somewhere (a
+#: JSON number has a digit before its exponent).
 _EXPONENT_SHAPE = bytes.maketrans(b"123456789E+-", b"000000000e00")
-#: Without such an exponent a number beyond NUMERIC has more digits than this in a row.
-_LONG_DIGITS = 15_000
-_NUMBER_CHARS = frozenset(b"0123456789.-")
-_JSON_SPACE = frozenset(b" \t\r\n")
+#: Without such an exponent a number beyond NUMERIC has more digits than this in a row (16383
+#: less the 999 a three-digit exponent can move), and so has an integer msgspec cannot read
+#: (Python's limit on the text of an int is 4,300 digits), which the slow way reads.
+_LONG_DIGITS = 4_000
+_MANTISSA = re.compile(rb"[ \t\r\n]*(-?[0-9]+(?:\.[0-9]+)?)")
+_EXPONENT = re.compile(rb"[eE][-+]?[0-9]+")
 
 
 def _number_at(line: bytes, at: int) -> bytes | None:
     """The number literal whose exponent letter is at `at`, if that `e` ends the mantissa of
-    a JSON number (after `:`, `,` or `[`: not inside a string, as far as one can tell)."""
-    start = at
-    while start > 0 and line[start - 1] in _NUMBER_CHARS:
-        start -= 1
-    before = start - 1
-    while before >= 0 and line[before] in _JSON_SPACE:
-        before -= 1
-    if start == at or before < 0 or line[before] not in b":,[":
+    a JSON number: a `:`, `,` or `[` then the mantissa before it, with no quote between (not
+    inside a string, as far as that tells)."""
+    quote = max(line.rfind(b'"', 0, at), 0)
+    separator = max(
+        line.rfind(b":", quote, at), line.rfind(b",", quote, at), line.rfind(b"[", quote, at)
+    )
+    if separator < 0:
         return None
-    end = at + 1
-    if end < len(line) and line[end] in b"+-":
-        end += 1
-    while end < len(line) and 48 <= line[end] <= 57:
-        end += 1
-    return line[start:end]
+    mantissa = _MANTISSA.fullmatch(line, separator + 1, at)
+    exponent = _EXPONENT.match(line, at)
+    if mantissa is None or exponent is None:
+        return None
+    return line[mantissa.start(1) : exponent.end()]
 
 
 def unholdable_numbers(line: str | bytes) -> bool:
-    """Whether a JSON line may hold a number PostgreSQL's NUMERIC cannot hold (which must then
-    be read with `exact_number`). Quick for the common line: one translation and one search;
-    only a line with a four-digit exponent, or a long line, is looked at more closely."""
+    """Whether a JSON line may hold a number PostgreSQL's NUMERIC cannot hold (which the slow
+    way reads as its text, `exact_number`), or an integer too long for msgspec. Quick for the
+    common line: one translation and one search; only a line with a four-digit exponent, or a
+    long line, is looked at more closely."""
     data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
     shape = data.translate(_EXPONENT_SHAPE)
-    at = shape.find(b"e0000")
+    at = shape.find(b"0e0000")
     while at >= 0:
-        text = _number_at(data, at)
+        text = _number_at(data, at + 1)
         if text is not None:
             try:
                 if not within_numeric(Decimal(text.decode("ascii"))):
                     return True
-            except ArithmeticError:  # beyond Decimal's range, or no number: the slow way tells
+            except ArithmeticError:  # beyond Decimal's range: the slow way tells
                 return True
-        at = shape.find(b"e0000", at + 1)
-    # A digit run that long: decoding with `exact_number` tells (rare and long lines only).
+        at = shape.find(b"0e0000", at + 1)
+    # A digit run that long: the slow way reads it (rare and long lines only).
     return len(data) > _LONG_DIGITS and b"0" * _LONG_DIGITS in shape
 
 

@@ -15,19 +15,18 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from decimal import Decimal
 from typing import IO, Any
 
 import msgspec
 from singer_sdk.singerlib.encoding import GenericSingerReader
 
 from target_postgres_hp.errors import BadInput, RecordRefused
-from target_postgres_hp.rawdata import exact_number, unholdable_numbers
+from target_postgres_hp.rawdata import exact_integer, exact_number, unholdable_numbers
 from target_postgres_hp.records import ENVELOPE, FastHandler, FastRoutes
 
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
-#: For a line that may hold a number NUMERIC cannot hold: such a number is kept as its text.
-_EXACT_DECODER = msgspec.json.Decoder(float_hook=exact_number)
+#: Numbers with a fraction or an exponent as Decimal, their text kept when `str()` would not
+#: give it back, or when NUMERIC cannot hold them (`rawdata.exact_number`).
+_DECODER = msgspec.json.Decoder(float_hook=exact_number)
 
 #: Allocations between two young-generation collections while loading (the default is 700).
 GC_THRESHOLD = 50_000
@@ -49,11 +48,11 @@ def _decode(line: str | bytes) -> tuple[Any, bool]:
     range, read as its text (`rawdata.NumberText`)."""
     exact = unholdable_numbers(line)
     try:
-        return (_EXACT_DECODER if exact else _DECODER).decode(line), exact
+        return _DECODER.decode(line), exact
     except msgspec.DecodeError:
         pass
     try:
-        return json.loads(line, parse_float=exact_number if exact else Decimal), True
+        return json.loads(line, parse_float=exact_number, parse_int=exact_integer), True
     except ValueError:
         pass
     # Not JSON. msgspec says what is wrong more plainly once the line's own ending is set aside

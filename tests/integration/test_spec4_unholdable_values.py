@@ -52,10 +52,23 @@ CASES: list[tuple[str, str, str | None, bool, str | None, bool]] = [
     ("n", "1e131072", None, True, '"1e131072"', True),
     ("n", "1.5e-16383", None, True, '"1.5e-16383"', True),
     ("n", "1e99999999999999999999", None, True, '"1e99999999999999999999"', True),
+    ("n", "1e131071", "1" + "0" * 131071, False, None, False),
+    ("n", "-" + "9" * 5000, "-" + "9" * 5000, False, None, False),
+    ("i", "1e131071", None, True, None, False),
+    ("i", "9" * 5000, None, True, None, False),
     ("i", "1e200000", None, True, '"1e200000"', True),
     ("i", "1e-20000", None, True, '"1e-20000"', True),
     ("s", "1e200000", "1e200000", False, '"1e200000"', True),
     ("s", "-1E+200000", "-1E+200000", False, '"-1E+200000"', True),
+    # A VARCHAR column takes a number's text exactly as received.
+    ("s", "1e400", "1e400", False, None, False),
+    ("s", "1E5", "1E5", False, None, False),
+    ("s", "2.5e-3", "2.5e-3", False, None, False),
+    ("s", "1.50", "1.50", False, None, False),
+    ("s", "-0.0", "-0.0", False, None, False),
+    ("s", "0.000001", "0.000001", False, None, False),
+    ("s", "0.0000001", "0.0000001", False, None, False),
+    ("s", "123456789012345678901234567890", "123456789012345678901234567890", False, None, False),
     ("j", "1e200000", None, True, '"1e200000"', True),
     ("j", "1e-20000", None, True, '"1e-20000"', True),
     ("j", '{"x": [1, 1e200000]}', '{"x": [1, "1e200000"]}', False, '{"x": [1, "1e200000"]}', True),
@@ -129,7 +142,7 @@ def test_values_postgresql_cannot_hold_are_nulled_never_a_refused_batch(
     raw: list[Any] = []
     if layout != "direct":
         raw = conn.execute(
-            "SELECT _airbyte_data, _airbyte_meta->'changes'"
+            "SELECT _airbyte_data::text, _airbyte_meta->'changes'"
             " FROM airbyte_internal.e_raw__stream_vals ORDER BY (_airbyte_data->>'id')::int"
         ).fetchall()
         assert len(raw) == len(CASES) + 1
@@ -139,6 +152,10 @@ def test_values_postgresql_cannot_hold_are_nulled_never_a_refused_batch(
         assert row[0] == number, where
         values = dict(zip(COLUMNS, row[1:-1], strict=True))
         expected = {c: None for c in COLUMNS}
+        if layout == "raw_only" and prop == "s" and not truncated:
+            # Typed later from the raw table, whose JSONB keeps the number's value, not its
+            # spelling: the column takes the number's text as JSONB writes it.
+            column = conn.execute("SELECT (%s::jsonb)::text", (written,)).fetchone()[0]
         if column is not None:
             expected[prop] = json.dumps(json.loads(column)) if prop in ("j", "o", "a") else column
         assert values == expected, where
@@ -149,8 +166,10 @@ def test_values_postgresql_cannot_hold_are_nulled_never_a_refused_batch(
         ), where
         if raw:
             data, changes = raw[number]
-            value = json.loads(raw_json if raw_json is not None else written, parse_float=Decimal)
-            assert data[prop] == value, where
+            stored = json.loads(data, parse_float=Decimal, parse_int=Decimal)[prop]
+            sent = json.loads(raw_json or written, parse_float=Decimal, parse_int=Decimal)
+            assert type(stored) is type(sent), where
+            assert stored == sent, where
             assert sorted(changes, key=json.dumps) == sorted(
                 [*cleaning, *truncated_z], key=json.dumps
             ), where
