@@ -115,13 +115,13 @@ _EXPONENT = re.compile(rb"[eE][-+]?[0-9]+")
 
 def _number_at(line: bytes, at: int) -> bytes | None:
     """The number literal whose exponent letter is at `at`, if that `e` ends the mantissa of
-    a JSON number: a `:`, `,` or `[` then the mantissa before it, with no quote between (not
-    inside a string, as far as that tells)."""
-    quote = max(line.rfind(b'"', 0, at), 0)
+    a JSON number: after a `:`, `,` or `[` with no quote between (not inside a string, as far
+    as that tells), or at the start of the text (a bare number)."""
+    after = line.rfind(b'"', 0, at) + 1
     separator = max(
-        line.rfind(b":", quote, at), line.rfind(b",", quote, at), line.rfind(b"[", quote, at)
+        line.rfind(b":", after, at), line.rfind(b",", after, at), line.rfind(b"[", after, at)
     )
-    if separator < 0:
+    if separator < 0 and after:
         return None
     mantissa = _MANTISSA.fullmatch(line, separator + 1, at)
     exponent = _EXPONENT.match(line, at)
@@ -130,12 +130,12 @@ def _number_at(line: bytes, at: int) -> bytes | None:
     return line[mantissa.start(1) : exponent.end()]
 
 
-def unholdable_numbers(line: str | bytes) -> bool:
-    """Whether a JSON line may hold a number PostgreSQL's NUMERIC cannot hold (which the slow
-    way reads as its text, `exact_number`), or an integer too long for msgspec. Quick for the
-    common line: one translation and one search; only a line with a four-digit exponent, or a
-    long line, is looked at more closely."""
-    data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+def unholdable_numbers(line: str | bytes | msgspec.Raw) -> bool:
+    """Whether JSON text (a line, a record, a value) may hold a number PostgreSQL's NUMERIC
+    cannot hold (which the slow way reads as its text, `exact_number`), or an integer too long
+    for msgspec. Quick for common text: one translation and one search; only text with a
+    four-digit exponent, or long text, is looked at more closely."""
+    data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else bytes(line)
     shape = data.translate(_EXPONENT_SHAPE)
     at = shape.find(b"0e0000")
     while at >= 0:

@@ -166,8 +166,6 @@ class LineReader(GenericSingerReader[str]):
                     line.rfind(b"\\u0000") if type(line) is bytes else line.rfind("\\u0000")  # type: ignore[arg-type]
                 )
                 < 0
-                # A number NUMERIC cannot hold: the slow way keeps it as its text.
-                and not unholdable_numbers(line)
             ):
                 # msgspec leaves the bytes of a record's unread properties unchecked.
                 if type(line) is bytes and not line.isascii():
@@ -179,8 +177,10 @@ class LineReader(GenericSingerReader[str]):
                 try:
                     message = decode(line)
                     handler = handlers.get(type(message))
-                except msgspec.DecodeError:
-                    with suppress(msgspec.DecodeError):
+                # ArithmeticError: an exponent beyond even Decimal's range, which the stream's
+                # decoder reads the slow way (`decode.RecordDecoder.from_text`).
+                except (msgspec.DecodeError, ArithmeticError):
+                    with suppress(msgspec.DecodeError, ArithmeticError):
                         message = ENVELOPE.decode(line)
                         if message.stream is not None:
                             handler = text_handlers.get(message.stream)

@@ -187,6 +187,8 @@ class RecordFields:
             if key not in names:
                 names.append(key)
         self.key_positions = [names.index(key) for key in keys]
+        #: The positions whose values are kept as JSON text.
+        self.json_texts = json_texts
         #: How many values a record decodes into: its properties', then its keys' that are
         #: not properties.
         self.width = len(names)

@@ -548,9 +548,10 @@ def fast_way_takes(line: str, layout: str = "raw_and_final") -> bool | None:
     layout, where the record is decoded with its envelope, a `record` given twice may or may
     not be (None): its first value is decoded too, as the record unless the stream has a
     property name msgspec cannot match, and a record decoded whole that lacks a key is left
-    to the slow way. A line holding a number NUMERIC cannot hold (even as a shadowed duplicate)
-    is left to the slow way, which keeps it as its text; a string that looks like one after a
-    `:`, `,` or `[` may send its line there too (None)."""
+    to the slow way. A record holding a number NUMERIC cannot hold (even as a shadowed
+    duplicate), or a string that looks like one after a `:`, `,` or `[`, is read the dict way,
+    which keeps such a number as its text: by the stream's decoder (the fast way) or, in the
+    direct layout, the reader's slow way (None)."""
     if "\\u0000" in line:
         return False
     try:
@@ -560,9 +561,7 @@ def fast_way_takes(line: str, layout: str = "raw_and_final") -> bool | None:
     if not isinstance(message.get("record"), dict):
         return False
     members = json.loads(line, object_pairs_hook=_Members, parse_float=_number)
-    if _holds_unholdable(members):
-        return False
-    if _LOOKS_UNHOLDABLE.search(line):
+    if _holds_unholdable(members) or _LOOKS_UNHOLDABLE.search(line):
         return None
     if layout == "direct" and sum(name == "record" for name, _ in members) > 1:
         return None
