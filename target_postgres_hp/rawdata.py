@@ -65,6 +65,16 @@ def within_numeric(number: Decimal) -> bool:
     )
 
 
+#: How many `NumberText` `exact_number` and `exact_integer` made (one reader, one thread):
+#: a decoder's caller tells by it whether a value it read holds one, without walking it.
+number_texts_made = [0]
+
+
+def _number_text(text: str) -> NumberText:
+    number_texts_made[0] += 1
+    return NumberText(text)
+
+
 def exact_number(text: str) -> Decimal | NumberText:
     """A JSON number with a fraction or an exponent (a decoder's `float_hook`): its Decimal
     (a `SpelledNumber` when `str()` would not give its text back), or its text when NUMERIC
@@ -75,8 +85,8 @@ def exact_number(text: str) -> Decimal | NumberText:
     try:
         number = Decimal(text)
     except ArithmeticError:  # an exponent beyond even Decimal's range
-        return NumberText(text)
-    return _spelled(number, text) if within_numeric(number) else NumberText(text)
+        return _number_text(text)
+    return _spelled(number, text) if within_numeric(number) else _number_text(text)
 
 
 def exact_integer(text: str) -> int | Decimal | NumberText:
@@ -85,7 +95,7 @@ def exact_integer(text: str) -> int | Decimal | NumberText:
     if len(text) < _SHORT_NUMBER:
         return int(text)
     number = Decimal(text)
-    return number if within_numeric(number) else NumberText(text)
+    return number if within_numeric(number) else _number_text(text)
 
 
 #: A number without exponent and of fewer characters is within NUMERIC's range.

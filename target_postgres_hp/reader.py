@@ -21,7 +21,7 @@ import msgspec
 from singer_sdk.singerlib.encoding import GenericSingerReader
 
 from target_postgres_hp.errors import BadInput, RecordRefused
-from target_postgres_hp.rawdata import exact_integer, exact_number, unholdable_numbers
+from target_postgres_hp.rawdata import exact_integer, exact_number, number_texts_made
 from target_postgres_hp.records import ENVELOPE, FastHandler, FastRoutes
 
 #: Numbers with a fraction or an exponent as Decimal, their text kept when `str()` would not
@@ -43,12 +43,12 @@ class _StateLine(msgspec.Struct):
 
 def _decode(line: str | bytes) -> tuple[Any, bool]:
     """The line's value, and whether it needs cleaning before it can be stored: the standard
-    library had to read it (NaN and Infinity are not JSON but taps send them, and a lone
-    UTF-16 surrogate escape is refused by msgspec), or it may hold a number beyond NUMERIC's
-    range, read as its text (`rawdata.NumberText`)."""
-    exact = unholdable_numbers(line)
+    library had to read it (NaN and Infinity are not JSON but taps send them, a lone UTF-16
+    surrogate escape is refused by msgspec, and so is an integer of more than 4,300 digits),
+    or it holds a number beyond NUMERIC's range, read as its text (`rawdata.NumberText`)."""
+    made = number_texts_made[0]
     try:
-        return _DECODER.decode(line), exact
+        return _DECODER.decode(line), number_texts_made[0] != made
     except msgspec.DecodeError:
         pass
     try:

@@ -556,8 +556,10 @@ def fast_way_takes(line: str, layout: str = "raw_and_final") -> bool | None:
         return False
     try:
         message = _MSGSPEC.decode(line)
-    except (msgspec.DecodeError, RecursionError, ArithmeticError):
+    except (msgspec.DecodeError, RecursionError):
         return False
+    except ArithmeticError:  # an exponent beyond Decimal's: the envelope decoder may take it
+        return None
     if not isinstance(message.get("record"), dict):
         return False
     members = json.loads(line, object_pairs_hook=_Members, parse_float=_number)
