@@ -14,7 +14,7 @@ import msgspec
 
 from target_postgres_hp.casts import BIGINT_MAX as BIGINT_MAX
 from target_postgres_hp.casts import BIGINT_MIN as BIGINT_MIN
-from target_postgres_hp.casts import DIGITS_AS_ZERO
+from target_postgres_hp.casts import DIGITS_AS_ZERO, OFFSET_HOURS_REFUSED
 from target_postgres_hp.casts import UNFIT as UNFIT
 from target_postgres_hp.casts import Cast as Cast
 from target_postgres_hp.casts import cast_array as cast_array
@@ -95,13 +95,27 @@ def _json_text_step(v: str, i: int, rule: JsonText, bound: dict[str, Any]) -> li
 
 
 def _plain_text_step(v: str, i: int, rule: PlainText, bound: dict[str, Any]) -> list[str]:
-    """Text of the plain shape is kept once parsed; any other value is cast."""
+    """Text of the plain shape is kept once parsed; any other value is cast. A shape that maps
+    layouts to where their offset hours are also NULLs an offset PostgreSQL refuses."""
     bound[f"parse{i}"] = rule.parse
+    offset_step: list[str] = []
     if isinstance(rule.shape, tuple):
         length, index, bound[f"char{i}"] = rule.shape
         plain = f"len({v}) == {length} and {v}[{index}] == char{i}"
-    else:
+    elif isinstance(rule.shape, Mapping):
         # `casts.layout` inlined: calling it would cost about as much as the lookup.
+        bound[f"offset_at{i}"], bound["zero"] = rule.shape.get, DIGITS_AS_ZERO
+        bound["refused_hours"] = OFFSET_HOURS_REFUSED
+        plain = (
+            f"(at{i} := offset_at{i}({v}.encode('ascii', 'replace').translate(zero))) is not None"
+        )
+        offset_step = [
+            "        else:",
+            f"            if at{i} and {v}[at{i}:at{i} + 2] >= refused_hours:",
+            f"                {v} = UNFIT",
+            "                bad = True",
+        ]
+    else:
         bound[f"shape{i}"], bound["zero"] = rule.shape, DIGITS_AS_ZERO
         plain = f"{v}.encode('ascii', 'replace').translate(zero) in shape{i}"
     return [
@@ -110,8 +124,8 @@ def _plain_text_step(v: str, i: int, rule: PlainText, bound: dict[str, Any]) -> 
         "        try:",
         f"            parse{i}({v})",
         "        except ValueError:",
-        f"            {v} = UNFIT",
-        "            bad = True",
+        *_indented(_cast(v, i), 3),
+        *offset_step,
         "    else:",
         *_indented(_cast(v, i), 2),
     ]

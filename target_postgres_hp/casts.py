@@ -15,9 +15,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
 
-import msgspec
-
-from target_postgres_hp.rawdata import make_storable
+from target_postgres_hp.rawdata import (
+    ENCODER,
+    NumberText,
+    SpelledNumber,
+    make_storable,
+    within_numeric,
+)
 
 
 class _Unfit:
@@ -37,7 +41,7 @@ BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1
 
 
-_JSON = msgspec.json.Encoder(decimal_format="number")
+_JSON = ENCODER
 
 _NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _NON_FINITE_TEXT = {
@@ -88,6 +92,10 @@ def cast_string(value: Any) -> Any:
         return _decimal_text(value)
     if kind is float:
         return _decimal_text(Decimal(value)) if not math.isfinite(value) else repr(value)
+    if kind is NumberText:  # a number beyond NUMERIC, as it was written
+        return str(value)
+    if kind is SpelledNumber:  # `1e5`, as it was written
+        return value.text
     return json_text(value)
 
 
@@ -102,23 +110,16 @@ def _integral(value: Decimal) -> Any:
 
 def _numeric_text(value: str) -> Decimal | None:
     if _NUMERIC_TEXT.fullmatch(value):
-        return Decimal(value.strip())
+        try:
+            return Decimal(value.strip())
+        except ArithmeticError:  # an exponent beyond even Decimal's range: beyond NUMERIC's
+            return None
     return None
 
 
-#: PostgreSQL's NUMERIC holds up to 131072 digits before the point and 16383 after it.
-_NUMERIC_MAX_WHOLE_DIGITS = 131072
-_NUMERIC_MAX_FRACTION_DIGITS = 16383
+#: An integer of fewer bits has fewer digits than NUMERIC holds before the point.
 _NUMERIC_MAX_INT_BITS = 400_000
-
-
-def _within_numeric(number: Decimal) -> bool:
-    exponent = number.as_tuple().exponent
-    return (
-        number.adjusted() < _NUMERIC_MAX_WHOLE_DIGITS
-        and isinstance(exponent, int)
-        and -exponent <= _NUMERIC_MAX_FRACTION_DIGITS
-    )
+_within_numeric = within_numeric
 
 
 def cast_integer(value: Any) -> Any:
@@ -135,7 +136,7 @@ def cast_integer(value: Any) -> Any:
     if kind is str:
         number = _numeric_text(value)
         return UNFIT if number is None else _integral(number)
-    return UNFIT
+    return _integral(value) if kind is SpelledNumber else UNFIT
 
 
 def make_cast_number(non_finite: bool) -> Cast:
@@ -170,7 +171,7 @@ def make_cast_number(non_finite: bool) -> Cast:
                 return finite_or_allowed(number)
             special = _NON_FINITE_TEXT.get(value.strip().lower())
             return UNFIT if special is None else finite_or_allowed(Decimal(special))
-        return UNFIT
+        return Decimal(value) if kind is SpelledNumber else UNFIT
 
     return cast_number
 
@@ -201,8 +202,11 @@ def cast_array(value: Any) -> Any:
 
 
 def cast_jsonb(value: Any) -> Any:
-    """Any JSON value."""
-    return None if value is None else json_text(value)
+    """Any JSON value but a number JSONB cannot hold (a `NumberText`; deeper in an object or
+    an array it is held as its text, as the raw table holds it)."""
+    if value is None:
+        return None
+    return UNFIT if type(value) is NumberText else json_text(value)
 
 
 def _round_fraction(text: str, parsed: Any) -> Any:
@@ -211,8 +215,8 @@ def _round_fraction(text: str, parsed: Any) -> Any:
     if match is not None and match.group(1)[6] >= "5":
         if isinstance(parsed, time):
             moment = datetime.combine(date(2000, 1, 1), parsed) + timedelta(microseconds=1)
-            if moment.day != 1:
-                return UNFIT
+            if moment.day != 1:  # 23:59:59.9999995 and later round up to 24:00:00
+                return _end_of_day(parsed)
             return moment.timetz()
         return parsed + timedelta(microseconds=1)
     return parsed
@@ -226,9 +230,10 @@ DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 #: ±HH, ±HHMM, ±HH:MM. A valid one is sent as received, which spares formatting it again
 #: (see `pgtypes.PlainText`); Python also reads other forms (week dates, basic format, a
 #: comma or more digits in the fraction, offsets with seconds), which are parsed and sent
-#: formatted.
-PLAIN_DATETIME = frozenset(
-    "".join(parts).encode()
+#: formatted. Each layout gives where the hours of its offset are (0: no ±HH offset), which
+#: must be below 16 (PostgreSQL reads offsets up to 15:59:59; Python up to 23:59).
+PLAIN_DATETIME: Final[dict[bytes, int]] = {
+    "".join(parts).encode(): 20 + len(parts[3]) if parts[4][:1] in ("+", "-") else 0
     for parts in itertools.product(
         ["0000-00-00"],
         ["T", " "],
@@ -236,7 +241,10 @@ PLAIN_DATETIME = frozenset(
         ["", *("." + "0" * digits for digits in range(1, 7))],
         ["", "Z", *(sign + offset for sign in "+-" for offset in ("00", "0000", "00:00"))],
     )
-)
+}
+#: The first offset hours PostgreSQL refuses, as text.
+OFFSET_HOURS_REFUSED = "16"
+_MAX_OFFSET = timedelta(hours=16)
 PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d")
 
 
@@ -246,21 +254,69 @@ def layout(text: str) -> bytes:
     return text.encode("ascii", "replace").translate(DIGITS_AS_ZERO)
 
 
+#: A time of day Python does not read but PostgreSQL does: a leap second (`23:59:60`, any
+#: minute's 60th second) or `24:00:00`, with no fraction but zeros; and `z` for `Z`.
+_BEYOND_PYTHON = re.compile(
+    r"(?P<head>\d{4}-\d\d-\d\d[Tt ])?(?P<hour>\d\d):(?P<minute>\d\d):(?P<second>\d\d)"
+    r"(?P<fraction>[.,]0+)?(?P<offset>[Zz]|[+-]\d\d(?::?\d\d)?)?",
+    re.ASCII,
+)
+
+
+def _beyond_python(value: str, *, date_time: bool) -> tuple[str, timedelta] | None:
+    """For a date-time (or a time) Python refuses: the text Python reads in its place and
+    what to add to it, so that the result is what PostgreSQL stores; None when PostgreSQL
+    refuses it too."""
+    match = _BEYOND_PYTHON.fullmatch(value)
+    if match is None or (match["head"] is not None) is not date_time:
+        if value[-1:] == "z":
+            return value[:-1] + "Z", timedelta(0)
+        return None
+    hour, minute, second = match["hour"], match["minute"], match["second"]
+    offset = (match["offset"] or "").upper()
+    head = value[: match.start("hour")]
+    if second == "60" and hour < "24":
+        return f"{head}{hour}:{minute}:59{offset}", timedelta(seconds=1)
+    if hour == "24" and minute == second == "00":
+        return f"{head}23:00:00{offset}", timedelta(hours=1)
+    if offset == "Z" and value[-1] == "z":
+        return value[:-1] + "Z", timedelta(0)
+    return None
+
+
+def _offset_fits(parsed: Any) -> Any:
+    """A parsed date-time or time, or UNFIT when its offset is beyond PostgreSQL's."""
+    offset = parsed.utcoffset()
+    if offset is not None and not -_MAX_OFFSET < offset < _MAX_OFFSET:
+        return UNFIT
+    return parsed
+
+
 def _parse_datetime(value: Any) -> Any:
     if type(value) is not str:
         return UNFIT
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        return UNFIT
-    if layout(value) in PLAIN_DATETIME:
-        return value
+        instead = _beyond_python(value, date_time=True)
+        if instead is None:
+            return UNFIT
+        parsed = _parse_datetime(instead[0])
+        if parsed is UNFIT or not instead[1]:
+            return parsed
+        try:
+            return (datetime.fromisoformat(parsed) if type(parsed) is str else parsed) + instead[1]
+        except OverflowError:
+            return UNFIT
+    at = PLAIN_DATETIME.get(layout(value))
+    if at is not None:
+        return UNFIT if at and value[at : at + 2] >= OFFSET_HOURS_REFUSED else value
     if "." in value or "," in value:
         try:
             parsed = _round_fraction(value, parsed)
         except OverflowError:
             return UNFIT
-    return parsed
+    return _offset_fits(parsed)
 
 
 def _utc_if_naive(parsed: Any) -> Any:
@@ -273,7 +329,7 @@ def _utc_if_naive(parsed: Any) -> Any:
 
 def _offset_dropped(parsed: Any) -> Any:
     """A parsed date-time or time keeps its wall clock and loses its offset. Text is left as it
-    is: PostgreSQL ignores the offset of text read as TIMESTAMP."""
+    is: PostgreSQL ignores the offset of text read as TIMESTAMP or TIME (`24:00:00+03`)."""
     if parsed is UNFIT or type(parsed) is str or parsed.tzinfo is None:
         return parsed
     return parsed.replace(tzinfo=None)
@@ -295,8 +351,33 @@ def _parse_time(value: Any) -> Any:
     try:
         parsed = time.fromisoformat(value)
     except ValueError:
+        instead = _beyond_python(value, date_time=False)
+        if instead is None:
+            return UNFIT
+        parsed = _parse_time(instead[0])
+        if parsed is UNFIT or type(parsed) is str or not instead[1]:
+            return parsed
+        moment = datetime.combine(date(2000, 1, 1), parsed) + instead[1]
+        return moment.timetz() if moment.day == 1 else _end_of_day(parsed)
+    if "." in value or "," in value:
+        parsed = _round_fraction(value, parsed)
+        if parsed is UNFIT or type(parsed) is str:
+            return parsed
+    return _offset_fits(parsed)
+
+
+def _end_of_day(parsed: time) -> Any:
+    """`24:00:00` with the offset of `parsed`, as PostgreSQL reads and stores it (Python's
+    `time` ends at 23:59:59.999999)."""
+    offset = parsed.utcoffset()
+    if offset is None:
+        return "24:00:00"
+    if not -_MAX_OFFSET < offset < _MAX_OFFSET:
         return UNFIT
-    return _round_fraction(value, parsed) if "." in value or "," in value else parsed
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes, seconds = divmod(int(abs(offset).total_seconds()), 60)
+    text = f"24:00:00{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    return f"{text}:{seconds:02d}" if seconds else text
 
 
 def cast_timetz(value: Any) -> Any:

@@ -21,7 +21,8 @@ import msgspec
 from target_postgres_hp.casting import RowCaster, RowFunction
 from target_postgres_hp.errors import KeyMissing, KeyNotStorable
 from target_postgres_hp.naming import shown_name, storable_key
-from target_postgres_hp.rawdata import clean_record, data_json
+from target_postgres_hp.rawdata import clean_record, data_json, unholdable_numbers
+from target_postgres_hp.reader import _decode as read_json
 from target_postgres_hp.records import RecordFields
 
 #: What a record stages: its raw JSON text, the changes cleaning made (None: none), its typed
@@ -34,7 +35,6 @@ Decoded = tuple[
     bool,
 ]
 
-_RECORD = msgspec.json.Decoder(float_hook=Decimal)
 _astuple = msgspec.structs.astuple
 
 
@@ -99,10 +99,12 @@ class RecordDecoder:
     def from_text(self, text: msgspec.Raw, short: bool) -> Decoded | None:
         """A record as the JSON text of its line (`short`: the line had at most
         `casting.SHORT_LINE` characters); None when it is not a JSON object, which the
-        reader's slow way reports. This is the hot path of a load."""
-        values = self._fields.values(text)
+        reader's slow way reports. This is the hot path of a load. A record that may hold a
+        number NUMERIC cannot hold (which JSONB refuses: a shadowed duplicate key too) is
+        read the dict way, which keeps such a number as its text."""
+        values = None if unholdable_numbers(text) else self._fields.values(text)
         if values is None:
-            record = _RECORD.decode(text)
+            record, _ = read_json(bytes(text))
             if not isinstance(record, dict):
                 return None
             return self.from_dict(record, maybe_dirty=True)
@@ -122,6 +124,7 @@ class RecordDecoder:
         slow way: a missing key, or a key its column cannot hold (the slow way says which,
         with its value). This is the hot path of a direct load."""
         key_positions = self._fields.key_positions
+        json_texts = sorted(self._fields.json_texts)
         key_set = self._key_set
         nulled = caster.nulled
         deletes = self._deletes if self._marker_positions else None
@@ -132,6 +135,10 @@ class RecordDecoder:
             values = _astuple(record)
             for position in key_positions:
                 if values[position] is msgspec.UNSET:
+                    return None
+            for position in json_texts:
+                # JSON text JSONB cannot hold: the slow way keeps such numbers as their text.
+                if values[position] is not None and unholdable_numbers(values[position]):
                     return None
             row, bad = values_row(values, short)
             changes = nulled(row) if bad else []

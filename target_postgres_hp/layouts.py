@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from decimal import Decimal
 from typing import Protocol
 
 from target_postgres_hp import sql
@@ -33,6 +32,7 @@ from target_postgres_hp.loading import FinalTarget, write_typed
 from target_postgres_hp.loads import LoadMethod
 from target_postgres_hp.naming import final_identifier, raw_identifier, renamed_keys
 from target_postgres_hp.plan import Planning, StreamPlan, StreamSchema
+from target_postgres_hp.rawdata import exact_integer, exact_number, number_texts_restored
 from target_postgres_hp.records import RecordFields
 
 #: Properties whose value marks a record as a delete (SPEC §6.3).
@@ -283,7 +283,14 @@ def _casts(
         for index, (_, _, kind) in enumerate(plan)
         if kind is not None and kind.decodes_as is not None and index not in special
     }
-    fields = RecordFields([column.prop for column in columns], json_texts, schema.keys, typed)
+    reads = {
+        index: kind.reads_as
+        for index, (_, _, kind) in enumerate(plan)
+        if kind is not None and kind.reads_as is not None
+    }
+    fields = RecordFields(
+        [column.prop for column in columns], json_texts, schema.keys, typed, reads
+    )
     return RowCaster(plan, json_texts, fields.typed, fields.width), fields
 
 
@@ -319,7 +326,10 @@ def type_untyped_raw_rows(
             written = []
             deletes = False
             for raw_id, extracted_at, data_text, meta_text, generation_id in found:
-                data = json.loads(data_text, parse_float=Decimal)
+                # Numbers as the raw table's JSONB writes them (`1E-7` is 0.0000001 there).
+                data = json.loads(data_text, parse_float=exact_number, parse_int=exact_integer)
+                if "TRUNCATED" in meta_text:
+                    data = number_texts_restored(data, json.loads(meta_text))
                 values, changes = caster.row(data)
                 if key_set.intersection(change["field"] for change in changes):
                     # A key never becomes NULL by typing (SPEC §6.3): the row stays untyped

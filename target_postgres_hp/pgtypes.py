@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import msgspec
 from psycopg.sql import SQL
@@ -33,10 +33,11 @@ class PlainText:
     once `parse` accepts it (what the cast would do, without its calls)."""
 
     parse: Callable[[str], object]
-    #: The layouts the text may have (`casts.layout`: its digits as 0), or, quicker to test,
+    #: The layouts the text may have (`casts.layout`: its digits as 0), each with where the
+    #: hours of its offset are (0: none; PostgreSQL refuses 16 and more), or, quicker to test,
     #: (length, index, character) when only one form `parse` accepts has that length and that
     #: character at that index.
-    shape: frozenset[bytes] | tuple[int, int, str]
+    shape: Mapping[bytes, int] | frozenset[bytes] | tuple[int, int, str]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class ColumnType:
     #: (`keeps`, `keeps_range`), so that the decoder, not Python, tests them (see
     #: `records.RecordFields`); None when no msgspec type does.
     decodes_as: Any = field(default=None, repr=False)
+    #: The msgspec type the fast way decodes the column's values into when they are not
+    #: checked (None: any); a record holding another value there is read the dict way
+    #: (`decode.RecordDecoder.from_text`).
+    reads_as: Any = field(default=None, repr=False)
 
 
 _ZERO = SQL("0")
@@ -108,6 +113,9 @@ STRING = ColumnType(
     widens_from_any=SQL("to_jsonb({}) #>> '{{}}'"),
     keeps=str,
     decodes_as=str,
+    # Not a number with a fraction or an exponent, whose text a Decimal does not keep
+    # (`1e5`): the dict way reads it as written (`rawdata.SpelledNumber`).
+    reads_as=Union[str, int, bool, None, dict, list],  # noqa: UP007
 )
 NUMBER = ColumnType(
     "number",

@@ -26,9 +26,12 @@ import msgspec
 from singer_sdk.singerlib.encoding import GenericSingerReader
 
 from target_postgres_hp.errors import BadInput, RecordRefused
+from target_postgres_hp.rawdata import exact_integer, exact_number, number_texts_made
 from target_postgres_hp.records import ENVELOPE, FastHandler, FastRoutes
 
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+#: Numbers with a fraction or an exponent as Decimal, their text kept when `str()` would not
+#: give it back, or when NUMERIC cannot hold them (`rawdata.exact_number`).
+_DECODER = msgspec.json.Decoder(float_hook=exact_number)
 
 #: Allocations between two young-generation collections while loading (the default is 700).
 GC_THRESHOLD = 50_000
@@ -102,15 +105,17 @@ class _StateLine(msgspec.Struct):
 
 
 def _decode(line: str | bytes) -> tuple[Any, bool]:
-    """The line's value, and whether the standard library had to read it: NaN and Infinity
-    are not JSON but taps send them, and a lone UTF-16 surrogate escape is refused by msgspec;
-    either needs cleaning before it can be stored."""
+    """The line's value, and whether it needs cleaning before it can be stored: the standard
+    library had to read it (NaN and Infinity are not JSON but taps send them, a lone UTF-16
+    surrogate escape is refused by msgspec, and so is an integer of more than 4,300 digits),
+    or it holds a number beyond NUMERIC's range, read as its text (`rawdata.NumberText`)."""
+    made = number_texts_made[0]
     try:
-        return _DECODER.decode(line), False
+        return _DECODER.decode(line), number_texts_made[0] != made
     except msgspec.DecodeError:
         pass
     try:
-        return json.loads(line, parse_float=Decimal), True
+        return json.loads(line, parse_float=exact_number, parse_int=exact_integer), True
     except ValueError:
         pass
     with suppress(ValueError):
@@ -301,8 +306,10 @@ class LineReader(GenericSingerReader[str]):
                 try:
                     message = decode(line)
                     handler = handlers.get(type(message))
-                except msgspec.DecodeError:
-                    with suppress(msgspec.DecodeError):
+                # ArithmeticError: an exponent beyond even Decimal's range, which the stream's
+                # decoder reads the slow way (`decode.RecordDecoder.from_text`).
+                except (msgspec.DecodeError, ArithmeticError):
+                    with suppress(msgspec.DecodeError, ArithmeticError):
                         message = ENVELOPE.decode(line)
                         if message.stream is not None:
                             handler = text_handlers.get(message.stream)

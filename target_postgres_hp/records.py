@@ -169,7 +169,9 @@ class RecordFields:
     key property may be one, since a missing key must be told apart from a null one. `keys`
     are the key properties, which every record must have; those that are not properties are
     decoded after the others. `typed` gives, for some of the other positions, the msgspec type
-    of the values their column keeps as they are (`pgtypes.ColumnType.decodes_as`).
+    of the values their column keeps as they are (`pgtypes.ColumnType.decodes_as`), and
+    `reads` the type of the values the others take (`pgtypes.ColumnType.reads_as`; any value
+    where it gives none): a record holding another value there is left to the slow way.
     """
 
     def __init__(
@@ -178,12 +180,15 @@ class RecordFields:
         json_texts: frozenset[int],
         keys: list[str],
         typed: Mapping[int, Any] | None = None,
+        reads: Mapping[int, Any] | None = None,
     ) -> None:
         names = list(properties)
         for key in keys:
             if key not in names:
                 names.append(key)
         self.key_positions = [names.index(key) for key in keys]
+        #: The positions whose values are kept as JSON text.
+        self.json_texts = json_texts
         #: How many values a record decodes into: its properties', then its keys' that are
         #: not properties.
         self.width = len(names)
@@ -199,13 +204,16 @@ class RecordFields:
         self.typed = frozenset(typed)
         fields: list[tuple[str, Any, Any]] = []
         strict_fields: list[tuple[str, Any, Any]] = []
+        reads = reads or {}
         for position in range(len(names)):
+            read = reads.get(position, Any)
             if position in self.key_positions:
-                field: tuple[str, Any, Any] = (f"f{position}", Any, msgspec.UNSET)
+                read = read if read is Any else Union[read, msgspec.UnsetType]  # noqa: UP007
+                field: tuple[str, Any, Any] = (f"f{position}", read, msgspec.UNSET)
             elif position in json_texts:
                 field = (f"f{position}", msgspec.Raw, None)
             else:
-                field = (f"f{position}", Any, None)
+                field = (f"f{position}", read, None)
             fields.append(field)
             if position in typed:
                 field = (f"f{position}", Optional[typed[position]], None)  # noqa: UP045

@@ -786,7 +786,7 @@ def test_bad_times_do_not_fit(text: str) -> None:
     st.datetimes(
         min_value=datetime(1, 1, 2),
         max_value=datetime(9999, 12, 30),
-        timezones=st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
+        timezones=st.integers(min_value=-(15 * 60 + 59), max_value=15 * 60 + 59).map(
             lambda minutes: timezone(timedelta(minutes=minutes))
         ),
     )
@@ -794,6 +794,36 @@ def test_bad_times_do_not_fit(text: str) -> None:
 def test_timestamptz_reads_isoformat_back(moment: datetime) -> None:
     assert instant(cast_timestamptz(moment.isoformat())) == moment
     assert wall_clock(cast_timestamp(moment.isoformat())) == moment.replace(tzinfo=None)
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from([1, -1]),
+    st.integers(min_value=16 * 60, max_value=23 * 60 + 59),
+    st.sampled_from(["{h:02d}:{m:02d}", "{h:02d}{m:02d}", "{h:02d}"]),
+)
+def test_offsets_postgresql_refuses_are_unfit(
+    moment: datetime, sign: int, minutes: int, style: str
+) -> None:
+    """Python reads offsets up to ±23:59, PostgreSQL only up to ±15:59:59 ("time zone
+    displacement out of range", which would refuse the batch): NULL + change (SPEC §4.4), for
+    every column type with a time of day, whether the text takes the plain way or not."""
+    hours, rest = divmod(minutes, 60)
+    offset = ("+" if sign > 0 else "-") + style.format(h=hours, m=rest)
+    caster = RowCaster([("t", cast_timestamptz, TIMESTAMPTZ)])
+    nulled = ([None], [{"field": "t", "change": "NULLED", "reason": "DESTINATION_TYPECAST_ERROR"}])
+    for text in (
+        moment.replace(tzinfo=None).isoformat() + offset,
+        moment.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds") + offset,
+        moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "1" + offset,
+    ):
+        assert cast_timestamptz(text) is UNFIT, text
+        assert cast_timestamp(text) is UNFIT, text
+        assert caster.row({"t": text}) == nulled, text
+        assert caster.row_of_values((text,), True) == nulled, text
+    clock = moment.time().isoformat() + offset
+    assert cast_timetz(clock) is UNFIT, clock
+    assert cast_time(clock) is UNFIT, clock
 
 
 @given(

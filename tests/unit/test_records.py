@@ -31,7 +31,9 @@ from target_postgres_hp.casting import (
     ColumnType,
     RowCaster,
     cast_for,
+    cast_string,
 )
+from target_postgres_hp.rawdata import NumberText, SpelledNumber, unholdable_numbers
 from target_postgres_hp.reader import _decode
 from target_postgres_hp.records import (
     ENVELOPE,
@@ -576,3 +578,106 @@ def test_fast_routes_count_no_refusal_of_a_stream_outside_the_window() -> None:
         routes.refused("old")
     assert routes._lenient["old"] == (lenient, _take)
     assert routes._refused.get("old") is None
+
+
+# --- numbers PostgreSQL cannot hold, and number spellings (SPEC §4.4, §9) -------------------
+
+_NUMERIC_LIMITS = st.sampled_from(
+    [
+        "1e200000",
+        "-1E+200000",
+        "1e-20000",
+        "1e131072",
+        "1e131071",
+        "9.99e131071",
+        "1e-16383",
+        "1.5e-16383",
+        "1.00e-16381",
+        "1.000e-16381",
+        "0e-16384",
+        "1e99999999999999999999",
+        "1e0005",
+        "1e-999",
+        "1.5",
+        "-0",
+        "42",
+    ]
+)
+
+
+def _beyond_numeric(text: str) -> bool:
+    """The oracle: PostgreSQL's NUMERIC holds 131072 digits before the point, 16383 after
+    (as written: `1.000e-16381` has 16384)."""
+    try:
+        number = Decimal(text)
+    except ArithmeticError:
+        return True
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return number.adjusted() >= 131072 or -exponent > 16383
+
+
+#: (JSON text of a value, the number literal it holds or None).
+_HOLDING = (
+    _NUMERIC_LIMITS.map(lambda text: (text, text))
+    | _NUMERIC_LIMITS.map(lambda text: (f"[1, {text}]", text))
+    | _NUMERIC_LIMITS.map(lambda text: (f'{{"in":{text}}}', text))
+    | st.sampled_from(['"550e8400-e29b"', '"mike-32651"', '"a1e99999"', '"0e12345"']).map(
+        lambda text: (text, None)
+    )
+)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(['"k"', '"a b"', '"x1"']), _HOLDING), max_size=4),
+    st.sampled_from(["", " ", "\n "]),
+)
+def test_lines_holding_numbers_numeric_cannot_hold_are_told(
+    members: list[tuple[str, tuple[str, str | None]]], space: str
+) -> None:
+    """`rawdata.unholdable_numbers` sends every line that holds a number NUMERIC cannot hold
+    (at any depth) the slow way, and no line whose numbers NUMERIC holds (strings that look like
+    exponents are not numbers)."""
+    record = "{" + ",".join(f"{key}:{space}{value}" for key, (value, _) in members) + "}"
+    line = '{"type":"RECORD","stream":"s","record":' + record + "}"
+    numbers = [number for _, (_, number) in members if number is not None]
+    assert unholdable_numbers(line.encode()) == any(map(_beyond_numeric, numbers)), line
+    assert unholdable_numbers(line) == unholdable_numbers(line.encode())
+
+
+def test_long_digit_runs_take_the_slow_way() -> None:
+    """Without an exponent, only a long run of digits can be beyond NUMERIC (or beyond what
+    msgspec reads as an int)."""
+    assert unholdable_numbers(b'{"a":0.' + b"1" * 16384 + b"}")
+    assert unholdable_numbers(b'{"a":' + b"9" * 5000 + b"}")
+    assert not unholdable_numbers(b'{"a":"' + b"x" * 5000 + b'", "b": 1.5}')
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("1e200000", NumberText, "1e200000"),
+        ("-1E+200000", NumberText, "-1E+200000"),
+        ("1e-20000", NumberText, "1e-20000"),
+        ("1e99999999999999999999", NumberText, "1e99999999999999999999"),
+        ("1e400", SpelledNumber, "1e400"),
+        ("1E5", SpelledNumber, "1E5"),
+        ("0.0000001", SpelledNumber, "0.0000001"),
+        ("1.50", Decimal, "1.50"),
+        ("0.000001", Decimal, "0.000001"),
+        ("-0.0", Decimal, "-0.0"),
+    ],
+)
+def test_the_general_way_keeps_a_numbers_text_where_a_decimal_would_not(
+    text: str, kind: type, value: str
+) -> None:
+    """The reader's general way reads a number into a Decimal that keeps its text when `str()`
+    would not give it back (a VARCHAR column takes it as written), and a number NUMERIC cannot
+    hold as its text; the stream's decoder reads a record the same way."""
+    decoded, dirty = _decode(('{"n": ' + text + "}").encode())
+    number = decoded["n"]
+    assert type(number) is kind
+    assert dirty is (kind is NumberText)
+    shown = number if kind is NumberText else getattr(number, "text", str(number))
+    assert shown == value
+    assert cast_string(number) == value
