@@ -272,7 +272,12 @@ class MessageRouter(SQLTarget):
         for sink in sinks:
             sink.commit_before(refusal.line_number)
         before = [text for line, _, text in self._states_since or [] if line < refusal.line_number]
-        if before:
+        # A full refresh without table versions that holds records is never swapped in now,
+        # and the next run discards it: no STATE may promise its records (SPEC §6.1).
+        discarded = any(
+            run.load_records and not run.versioned for run in self.runs.streams.values()
+        )
+        if before and not discarded:
             self.states.write(before[-1])
         return refusal
 
