@@ -54,6 +54,14 @@ def target_of(request: pytest.FixtureRequest, pg_db: PgDatabase) -> Iterator[Any
                 yield database
 
 
+def _wait_for_row(admin: psycopg.Connection[Any], key: int, timeout: float = 15) -> None:
+    """Until users row `key` is committed (the STATEs wait for the overwrite's swap, §6.1)."""
+    deadline = time.monotonic() + timeout
+    while not admin.execute("SELECT 1 FROM tap.users WHERE id = %s", (key,)).fetchone():
+        assert time.monotonic() < deadline, f"row {key} not committed within {timeout} s"
+        time.sleep(0.1)
+
+
 def _rows(admin: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
     return admin.execute(
         sql.SQL("SELECT id, v FROM {} ORDER BY id").format(sql.Identifier("tap", table))
@@ -83,7 +91,7 @@ def test_role_limits_never_fail_a_slow_run(
             run.send(record("users", {"id": i % 3, "v": i}), record("snap", {"id": i, "v": "s"}))
             time.sleep(2.5)
         run.send({"type": "STATE", "value": 1})
-        run.wait_for_state(1, timeout=15)
+        _wait_for_row(admin, 2)
         # A reader holds the users table for 3 s while the run must widen its column.
         holder = pg_db.admin()
         holder.autocommit = False
@@ -91,13 +99,14 @@ def test_role_limits_never_fail_a_slow_run(
         run.send(wider, record("users", {"id": 7, "v": "seven"}), {"type": "STATE", "value": 2})
         time.sleep(3)
         holder.rollback()
-        run.wait_for_state(2, timeout=20)
+        _wait_for_row(admin, 7, timeout=20)
         time.sleep(2.5)  # idle in the pool longer than idle_session_timeout
         run.send(record("users", {"id": 8, "v": "eight"}), record("snap", {"id": 9, "v": "t"}))
         run.send({"type": "STATE", "value": 3})
         assert run.finish() == 0, run.stderr
         assert "statement_timeout 1s" in run.stderr
-    assert run.stdout == ["1", "2", "3"]
+    # The STATEs follow records of the overwrite stream: only the last, after its swap (§6.1).
+    assert run.stdout == ["3"]
     assert _rows(admin, "users") == [(0, "3"), (1, "1"), (2, "2"), (7, "seven"), (8, "eight")]
     assert _rows(admin, "snap") == [(0, "s"), (1, "s"), (2, "s"), (3, "s"), (9, "t")]
     kinds = admin.execute(

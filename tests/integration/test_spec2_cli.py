@@ -63,7 +63,10 @@ def test_config_mistakes_are_one_line_each_without_traceback(tmp_path: Path) -> 
     run = run_target(config, users_stream(1), tmp_path)
     assert run.returncode == 1
     assert run.error_lines() == [
-        "Setting `port` has the wrong type (got '5432x'): give an integer."
+        "Setting `port` is not a port number or a list of them (got '5432x'): give a number"
+        " from 1 to 65535, or one per host separated by commas.",
+        "Setting `ssl_mode.ca_certificate` is missing but ssl_mode.mode is verify-full: give "
+        "the CA certificate as PEM text or a file path.",
     ]
     assert "Traceback" not in run.stderr
     assert "hunter2-secret" not in run.output
