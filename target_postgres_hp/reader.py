@@ -42,9 +42,9 @@ GC_THRESHOLD = 50_000
 RECURSION_LIMIT = 12_000
 
 
-#: Bytes read from the input at once. Between two reads the reader asks whether a batch has
-#: waited too long (SPEC §12): with fast input that is every few thousand lines, with slow
-#: input at every line that arrives.
+#: Bytes read from the input at most at once. Between two reads the reader asks whether a
+#: batch has waited too long (SPEC §12): from a pipe (64 KiB at a time) that is every hundred
+#: or so lines of fast input, with slow input at every line that arrives.
 CHUNK_BYTES = 1 << 20
 
 
@@ -264,9 +264,9 @@ class LineReader(GenericSingerReader[str]):
         source = file_input or self.default_input
         deadlines = self.deadlines
         fd = _fileno(source) if deadlines is not None else None
-        blocks: Iterable[Iterable[str | bytes]] = (
-            [source] if fd is None or deadlines is None else timed_blocks(fd, deadlines)
-        )
+        blocks: Iterable[Iterable[str | bytes]] = [source]
+        if deadlines is not None and fd is not None:
+            blocks = timed_blocks(fd, deadlines)
         routes = self.fast_routes
         fast_count = 0
         for block in blocks:
